@@ -38,7 +38,8 @@ extern "C" {
 	X(DW_EAUTH, -1018, "authentication failed")                   \
 	X(DW_EPROTO, -1019, "protocol error")                         \
 	X(DW_EEXIST, -1020, "already exists")                         \
-	X(DW_EUSAGE, -1021, "invalid usage")
+	X(DW_EUSAGE, -1021, "invalid usage")                          \
+	X(DW_ECONFLICT, -1022, "object changed during the operation")
 
 enum dw_error {
 #define DW__ERR_ENUM(name, value, msg) name = (value),
