@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# Cache benchmark: dw_cache (S3-FIFO) hit ratio against LRU (and SIEVE, for reference) on the real
+# traces in shared/data/cache-traces at 1/5/10/25 % of each trace's distinct keys, on Zipf(0.99)
+# and on Zipf mixed with one-time scans; then 1- and 2-thread get-or-put throughput against a
+# mutex-protected LRU, and peak RSS. Run by bench/run.sh (make bench), which builds
+# $DW_BENCH_BUILD; run alone it uses build-release the same way.
+#   bench/cache.sh [--quick]
+set -euo pipefail
+top=$(git -C "$(dirname "$0")" rev-parse --show-toplevel)
+build=${DW_BENCH_BUILD:-$top/build-release}
+traces="$top/../shared/data/cache-traces"
+if [ ! -x "$build/bench/bench_cache" ]; then
+	if [ ! -f "$build/build.ninja" ]; then
+		meson setup "$build" "$top" --buildtype=release -Db_ndebug=true -Dtests=false \
+			-Dfault_injection=false
+	fi
+	ninja -C "$build" bench/bench_cache
+fi
+if [ ! -d "$traces" ]; then
+	echo "cache traces not found at $traces" >&2
+	exit 1
+fi
+exec "$build/bench/bench_cache" "$traces" "$@"

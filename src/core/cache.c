@@ -1,0 +1,1288 @@
+// SPDX-License-Identifier: MIT
+/*
+ * BoundedCache: hash table + S3-FIFO queues + ghost, write-through to a dw_store. See cache.h.
+ *
+ * Structures
+ *   - Entries live in one allocation each: header, key bytes, value bytes.
+ *   - The index is a chained hash table; its bucket array doubles when the load passes 1, up to
+ *     a cap tied to max_entries (next power of two), or BUCKETS_UNBOUNDED_MAX when the count is
+ *     unbounded. Past the cap, chains simply get longer; a failed growth is not an error.
+ *   - Two intrusive doubly linked FIFOs, small and main (head = newest, tail = oldest), so that an
+ *     entry can be removed from the middle (delete, expiry, replace) in O(1).
+ *   - The ghost remembers 64-bit key hashes evicted from small: a ring of the last ghost_cap
+ *     hashes plus an open-addressing set hash -> sequence number (linear probing, backward-shift
+ *     deletion). A hash is "in the ghost" while its sequence is among the last ghost_cap.
+ *
+ * S3-FIFO invariants
+ *   1. A new key goes to small, unless its hash is in the ghost: then to main.
+ *   2. A hit sets freq = min(freq + 1, 3) (an atomic byte; no list is touched).
+ *   3. Eviction, while a bound is exceeded: if small holds more than its share (SMALL_PCT of the
+ *      entries or bytes bound) or main is empty, take small's tail: freq >= MOVE_MIN -> move to
+ *      main's head with freq 0; else drop it and put its hash in the ghost. Otherwise take main's
+ *      tail: freq > 0 -> freq - 1 and back to main's head; else drop it.
+ *   4. An expired entry met by eviction is dropped whatever its freq (counted as expiration).
+ *
+ * Threads and locking
+ *   - lock (rwlock, writer-preferring) guards the index, queues, ghost, bounds and ttl. get takes
+ *     it for reading: a hit only bumps the atomic freq and copies the value out, so hits on
+ *     several threads run in parallel. Everything that changes structure takes it for writing.
+ *   - stripes[] (mutexes, by key hash) order the store write and the memory update of one key,
+ *     so that concurrent puts/deletes of a key leave memory and store agreeing, and a load-on-miss
+ *     cannot insert a value older than a concurrent put. The store call is made holding only the
+ *     stripe, never lock. delete_prefix takes every stripe (in index order) for its duration.
+ *   - Lock order: stripe(s) before lock. Counters are relaxed atomics (statistics only).
+ */
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "dwscale/cache.h"
+
+/*
+ * The store is built by src/core/store*.c. Until those files exist the cache builds without it
+ * and refuses a cfg.store with DW_EUNSUPPORTED.
+ */
+#if __has_include("store.c") && __has_include("store_sqlite.c")
+#define CACHE_HAVE_STORE 1
+#else
+#define CACHE_HAVE_STORE 0
+#endif
+
+#define SMALL_PCT	      10 /* small FIFO share of the bounds: the S3-FIFO paper's value */
+#define MOVE_MIN	      1 /* hits needed in small to be promoted to main ("accessed again") */
+#define FREQ_MAX	      3 /* 2-bit frequency counter */
+#define GHOST_UNBOUNDED	      65536 /* ghost length when the count is unbounded (max_bytes only) */
+#define BUCKETS_MIN	      64
+#define BUCKETS_UNBOUNDED_MAX (1u << 22) /* index cap when max_entries is 0 */
+#define STRIPES		      64	 /* store-ordering mutexes; a power of two */
+#define PREFIX_MAX	      512	 /* longest store_prefix accepted */
+#define DELETE_BATCH	      256	 /* store keys collected per scan in delete_prefix */
+
+#ifdef DW_CACHE_RWLOCK
+typedef pthread_rwlock_t cache_lock_t;
+#define LOCK_RD(c) pthread_rwlock_rdlock(&(c)->lock)
+#define LOCK_WR(c) pthread_rwlock_wrlock(&(c)->lock)
+#define UNLOCK(c)  pthread_rwlock_unlock(&(c)->lock)
+#else
+typedef pthread_mutex_t cache_lock_t;
+#define LOCK_RD(c) pthread_mutex_lock(&(c)->lock)
+#define LOCK_WR(c) pthread_mutex_lock(&(c)->lock)
+#define UNLOCK(c)  pthread_mutex_unlock(&(c)->lock)
+#endif
+
+enum { Q_SMALL = 0, Q_MAIN = 1 };
+
+struct entry {
+	struct entry *hnext;	   /* hash chain */
+	struct entry *prev, *next; /* queue links; prev is toward the head (newer) */
+	uint64_t hash;
+	uint64_t born_ns; /* time of the put (or load) */
+	size_t klen, vlen;
+	_Atomic unsigned char freq; /* hits, saturating at FREQ_MAX */
+	unsigned char queue;	    /* Q_SMALL or Q_MAIN */
+	unsigned char data[];	    /* key, then value */
+};
+
+struct queue {
+	struct entry *head, *tail;
+	size_t n, bytes;
+};
+
+struct ghost {
+	uint64_t *ring; /* ring[seq % cap] = hash */
+	uint64_t *keys; /* set: 0 = empty; hashes are stored with 0 remapped to 1 */
+	uint64_t *seqs;
+	size_t cap;   /* ring length (>= 1) */
+	size_t mask;  /* set size - 1 */
+	uint64_t seq; /* next sequence number */
+	size_t n;     /* live set entries */
+};
+
+struct dw_cache {
+	cache_lock_t lock;
+	struct entry **buckets;	 /* protected by lock */
+	size_t nbuckets;	 /* protected by lock; power of two */
+	size_t max_buckets;	 /* protected by lock */
+	size_t n, bytes;	 /* protected by lock */
+	struct queue q[2];	 /* protected by lock */
+	struct ghost ghost;	 /* protected by lock */
+	size_t max_entries;	 /* protected by lock */
+	size_t max_bytes;	 /* protected by lock */
+	_Atomic uint64_t ttl_ns; /* 0 = none */
+	uint64_t seed;		 /* immutable */
+	const dw_clock *clock;	 /* immutable */
+	dw_store *store;	 /* immutable, not owned */
+	char *prefix;		 /* immutable */
+	size_t prefix_len;	 /* immutable */
+	char *name;		 /* immutable */
+	pthread_mutex_t stripes[STRIPES];
+	_Atomic uint64_t hits, misses, evictions, expirations, inserts, store_errors;
+	dw_scalable scalable;
+};
+
+/* ---- hashing --------------------------------------------------------------------------------- */
+
+static inline uint64_t mix64(uint64_t x)
+{
+	x ^= x >> 30;
+	x *= 0xbf58476d1ce4e5b9ULL;
+	x ^= x >> 27;
+	x *= 0x94d049bb133111ebULL;
+	x ^= x >> 31;
+	return x;
+}
+
+static uint64_t hash_key(uint64_t seed, const void *key, size_t klen)
+{
+	const unsigned char *p = key;
+	uint64_t h = seed ^ (klen * 0x9e3779b97f4a7c15ULL);
+	uint64_t w;
+
+	while (klen >= 8) {
+		memcpy(&w, p, 8);
+		h = mix64(h ^ w) + 0x9e3779b97f4a7c15ULL;
+		p += 8;
+		klen -= 8;
+	}
+	w = 0;
+	if (klen)
+		memcpy(&w, p, klen);
+	return mix64(h ^ w ^ ((uint64_t)klen << 56));
+}
+
+static size_t pow2_at_least(size_t n)
+{
+	size_t p = 1;
+
+	while (p < n && p < ((size_t)1 << (sizeof(size_t) * 8 - 2)))
+		p <<= 1;
+	return p;
+}
+
+/* ---- ghost ----------------------------------------------------------------------------------- */
+
+static void ghost_free(struct ghost *g)
+{
+	dw_free(g->ring);
+	dw_free(g->keys);
+	dw_free(g->seqs);
+	memset(g, 0, sizeof(*g));
+}
+
+static int ghost_init(struct ghost *g, size_t cap)
+{
+	size_t setsz;
+
+	memset(g, 0, sizeof(*g));
+	if (cap < 1)
+		cap = 1;
+	setsz = pow2_at_least(cap * 2);
+	g->ring = dw_calloc(cap, sizeof(*g->ring));
+	g->keys = dw_calloc(setsz, sizeof(*g->keys));
+	g->seqs = dw_calloc(setsz, sizeof(*g->seqs));
+	if (!g->ring || !g->keys || !g->seqs) {
+		ghost_free(g);
+		return -ENOMEM;
+	}
+	g->cap = cap;
+	g->mask = setsz - 1;
+	return 0;
+}
+
+static inline uint64_t ghost_key(uint64_t h)
+{
+	return h ? h : 1;
+}
+
+/* Slot of h in the set, or the empty slot where it would go. */
+static size_t ghost_slot(const struct ghost *g, uint64_t k)
+{
+	size_t i = (size_t)(k >> 7) & g->mask; /* low bits already pick buckets in the index */
+
+	while (g->keys[i] != 0 && g->keys[i] != k)
+		i = (i + 1) & g->mask;
+	return i;
+}
+
+static void ghost_erase_slot(struct ghost *g, size_t i)
+{
+	size_t j = i;
+
+	/* Backward-shift deletion keeps every probe sequence unbroken without tombstones. */
+	for (;;) {
+		size_t home;
+
+		j = (j + 1) & g->mask;
+		if (g->keys[j] == 0)
+			break;
+		home = (size_t)(g->keys[j] >> 7) & g->mask;
+		/* Move j into the hole at i unless its home lies cyclically in (i, j]. */
+		if ((j > i && (home <= i || home > j)) || (j < i && (home <= i && home > j))) {
+			g->keys[i] = g->keys[j];
+			g->seqs[i] = g->seqs[j];
+			i = j;
+		}
+	}
+	g->keys[i] = 0;
+	g->seqs[i] = 0;
+	g->n--;
+}
+
+/* True (and forgets it) if h was evicted from small recently. */
+static bool ghost_take(struct ghost *g, uint64_t h)
+{
+	uint64_t k = ghost_key(h);
+	size_t i = ghost_slot(g, k);
+
+	if (g->keys[i] != k)
+		return false;
+	ghost_erase_slot(g, i);
+	return true;
+}
+
+static void ghost_add(struct ghost *g, uint64_t h)
+{
+	uint64_t k = ghost_key(h);
+	uint64_t seq = g->seq++;
+	size_t pos = (size_t)(seq % g->cap);
+	size_t i;
+
+	if (seq >= g->cap) {
+		/* The ring slot's previous hash falls out of the ghost, unless it was re-added. */
+		uint64_t old = g->ring[pos];
+
+		i = ghost_slot(g, old);
+		if (g->keys[i] == old && g->seqs[i] == seq - g->cap)
+			ghost_erase_slot(g, i);
+	}
+	g->ring[pos] = k;
+	i = ghost_slot(g, k);
+	if (g->keys[i] != k)
+		g->n++;
+	g->keys[i] = k;
+	g->seqs[i] = seq;
+}
+
+/* ---- index and queues (lock held for writing) ------------------------------------------------ */
+
+static inline size_t entry_size(const struct entry *e)
+{
+	return e->klen + e->vlen;
+}
+
+static struct entry **index_find(dw_cache *c, uint64_t h, const void *key, size_t klen)
+{
+	struct entry **pp = &c->buckets[h & (c->nbuckets - 1)];
+
+	for (; *pp; pp = &(*pp)->hnext) {
+		struct entry *e = *pp;
+
+		if (e->hash == h && e->klen == klen && memcmp(e->data, key, klen) == 0)
+			return pp;
+	}
+	return pp;
+}
+
+static void index_maybe_grow(dw_cache *c)
+{
+	size_t nb = c->nbuckets * 2;
+	struct entry **nbk;
+
+	if (c->n <= c->nbuckets || nb > c->max_buckets)
+		return;
+	nbk = dw_calloc(nb, sizeof(*nbk));
+	if (!nbk)
+		return; /* longer chains, still correct */
+	for (size_t i = 0; i < c->nbuckets; i++) {
+		struct entry *e = c->buckets[i];
+
+		while (e) {
+			struct entry *next = e->hnext;
+			size_t b = e->hash & (nb - 1);
+
+			e->hnext = nbk[b];
+			nbk[b] = e;
+			e = next;
+		}
+	}
+	dw_free(c->buckets);
+	c->buckets = nbk;
+	c->nbuckets = nb;
+}
+
+static void queue_push_head(struct queue *q, struct entry *e)
+{
+	e->prev = NULL;
+	e->next = q->head;
+	if (q->head)
+		q->head->prev = e;
+	else
+		q->tail = e;
+	q->head = e;
+	q->n++;
+	q->bytes += entry_size(e);
+}
+
+static void queue_unlink(struct queue *q, struct entry *e)
+{
+	if (e->prev)
+		e->prev->next = e->next;
+	else
+		q->head = e->next;
+	if (e->next)
+		e->next->prev = e->prev;
+	else
+		q->tail = e->prev;
+	e->prev = e->next = NULL;
+	q->n--;
+	q->bytes -= entry_size(e);
+}
+
+/* Unlink e (found at *pp in the index) from everything and free it. */
+static void entry_drop(dw_cache *c, struct entry **pp, struct entry *e)
+{
+	*pp = e->hnext;
+	queue_unlink(&c->q[e->queue], e);
+	c->n--;
+	c->bytes -= entry_size(e);
+	dw_free(e);
+}
+
+static void entry_drop_any(dw_cache *c, struct entry *e)
+{
+	struct entry **pp = &c->buckets[e->hash & (c->nbuckets - 1)];
+
+	while (*pp != e)
+		pp = &(*pp)->hnext;
+	entry_drop(c, pp, e);
+}
+
+static bool expired(const dw_cache *c, const struct entry *e, uint64_t now)
+{
+	uint64_t ttl = atomic_load_explicit(&c->ttl_ns, memory_order_relaxed);
+
+	return ttl != 0 && now - e->born_ns >= ttl;
+}
+
+static bool over_bounds(const dw_cache *c)
+{
+	return (c->max_entries && c->n > c->max_entries) ||
+	       (c->max_bytes && c->bytes > c->max_bytes);
+}
+
+static bool small_over_share(const dw_cache *c)
+{
+	const struct queue *s = &c->q[Q_SMALL];
+
+	if (c->max_entries && s->n * 100 > c->max_entries * SMALL_PCT)
+		return true;
+	if (c->max_bytes && s->bytes > c->max_bytes / 100 * SMALL_PCT)
+		return true;
+	return false;
+}
+
+/* Rule 3 of the header, until every bound holds. */
+static void evict_to_bounds(dw_cache *c)
+{
+	uint64_t now = 0;
+	bool have_now = false;
+
+	while (over_bounds(c) && c->n > 0) {
+		bool from_small =
+			c->q[Q_SMALL].n > 0 && (small_over_share(c) || c->q[Q_MAIN].n == 0);
+		struct queue *q = &c->q[from_small ? Q_SMALL : Q_MAIN];
+		struct entry *e = q->tail;
+		unsigned freq = atomic_load_explicit(&e->freq, memory_order_relaxed);
+
+		if (atomic_load_explicit(&c->ttl_ns, memory_order_relaxed)) {
+			if (!have_now) {
+				now = dw_clock_now(c->clock);
+				have_now = true;
+			}
+			if (expired(c, e, now)) {
+				entry_drop_any(c, e);
+				atomic_fetch_add_explicit(&c->expirations, 1, memory_order_relaxed);
+				continue;
+			}
+		}
+		if (from_small) {
+			if (freq >= MOVE_MIN) {
+				queue_unlink(q, e);
+				atomic_store_explicit(&e->freq, 0, memory_order_relaxed);
+				e->queue = Q_MAIN;
+				queue_push_head(&c->q[Q_MAIN], e);
+				continue;
+			}
+			ghost_add(&c->ghost, e->hash);
+		} else if (freq > 0) {
+			atomic_store_explicit(&e->freq, (unsigned char)(freq - 1),
+					      memory_order_relaxed);
+			queue_unlink(q, e);
+			queue_push_head(q, e);
+			continue;
+		}
+		entry_drop_any(c, e);
+		atomic_fetch_add_explicit(&c->evictions, 1, memory_order_relaxed);
+	}
+}
+
+static size_t ghost_cap_for(size_t max_entries)
+{
+	if (max_entries == 0)
+		return GHOST_UNBOUNDED;
+	/* the ghost is as long as main's share of the entries */
+	return max_entries - max_entries / 100 * SMALL_PCT;
+}
+
+static size_t max_buckets_for(size_t max_entries)
+{
+	if (max_entries == 0 || max_entries > BUCKETS_UNBOUNDED_MAX * 4)
+		return BUCKETS_UNBOUNDED_MAX;
+	return pow2_at_least(max_entries < BUCKETS_MIN ? BUCKETS_MIN : max_entries);
+}
+
+/*
+ * Insert e (or replace an entry with its key), then evict. Lock held for writing. e's freq and
+ * born_ns are set by the caller.
+ */
+static void insert_locked(dw_cache *c, struct entry *e)
+{
+	struct entry **pp = index_find(c, e->hash, e->data, e->klen);
+	struct entry *old = *pp;
+
+	if (old) {
+		/* Replace in place: the new value keeps the old one's queue position and freq. */
+		struct queue *q = &c->q[old->queue];
+
+		e->queue = old->queue;
+		atomic_store_explicit(&e->freq,
+				      atomic_load_explicit(&old->freq, memory_order_relaxed),
+				      memory_order_relaxed);
+		e->prev = old->prev;
+		e->next = old->next;
+		if (e->prev)
+			e->prev->next = e;
+		else
+			q->head = e;
+		if (e->next)
+			e->next->prev = e;
+		else
+			q->tail = e;
+		q->bytes = q->bytes - entry_size(old) + entry_size(e);
+		c->bytes = c->bytes - entry_size(old) + entry_size(e);
+		e->hnext = old->hnext;
+		*pp = e;
+		dw_free(old);
+	} else {
+		e->queue = ghost_take(&c->ghost, e->hash) ? Q_MAIN : Q_SMALL;
+		e->hnext = NULL;
+		*pp = e;
+		queue_push_head(&c->q[e->queue], e);
+		c->n++;
+		c->bytes += entry_size(e);
+		index_maybe_grow(c);
+	}
+	atomic_fetch_add_explicit(&c->inserts, 1, memory_order_relaxed);
+	evict_to_bounds(c);
+}
+
+/* Remove key if present (lock held for writing); true if it was there. */
+static bool remove_locked(dw_cache *c, uint64_t h, const void *key, size_t klen)
+{
+	struct entry **pp = index_find(c, h, key, klen);
+
+	if (!*pp)
+		return false;
+	entry_drop(c, pp, *pp);
+	return true;
+}
+
+static struct entry *entry_new(dw_cache *c, uint64_t h, const void *key, size_t klen,
+			       const void *val, size_t vlen)
+{
+	struct entry *e;
+
+	if (klen > SIZE_MAX / 2 - sizeof(*e) || vlen > SIZE_MAX / 2)
+		return NULL;
+	e = dw_malloc(sizeof(*e) + klen + vlen);
+	if (!e)
+		return NULL;
+	memset(e, 0, sizeof(*e));
+	e->hash = h;
+	e->klen = klen;
+	e->vlen = vlen;
+	e->born_ns = dw_clock_now(c->clock);
+	if (klen)
+		memcpy(e->data, key, klen);
+	if (vlen)
+		memcpy(e->data + klen, val, vlen);
+	return e;
+}
+
+/* ---- store helpers --------------------------------------------------------------------------- */
+
+static pthread_mutex_t *stripe_of(dw_cache *c, uint64_t h)
+{
+	return &c->stripes[(h >> 32) & (STRIPES - 1)];
+}
+
+/* store key = prefix + hex(key) into buf (DW_STORE_KEY_MAX + 1 bytes). */
+static int store_key(const dw_cache *c, const void *key, size_t klen, char *buf)
+{
+	static const char hex[] = "0123456789abcdef";
+	const unsigned char *k = key;
+	size_t n = c->prefix_len;
+
+	if (klen > (DW_STORE_KEY_MAX - c->prefix_len) / 2)
+		return DW_EBADKEY;
+	memcpy(buf, c->prefix, n);
+	for (size_t i = 0; i < klen; i++) {
+		buf[n++] = hex[k[i] >> 4];
+		buf[n++] = hex[k[i] & 15];
+	}
+	buf[n] = '\0';
+	return 0;
+}
+
+#if CACHE_HAVE_STORE
+static int st_put(dw_store *s, const char *k, const void *v, size_t n)
+{
+	return dw_store_put(s, k, v, n);
+}
+static int st_get(dw_store *s, const char *k, void **v, size_t *n)
+{
+	return dw_store_get(s, k, v, n);
+}
+static int st_delete(dw_store *s, const char *k)
+{
+	return dw_store_delete(s, k);
+}
+static int st_scan(dw_store *s, const char *p, dw_store_iter **it)
+{
+	return dw_store_scan(s, p, it);
+}
+static int st_next(dw_store_iter *it, const char **k, const void **v, size_t *n)
+{
+	return dw_store_iter_next(it, k, v, n);
+}
+static void st_iter_free(dw_store_iter *it)
+{
+	dw_store_iter_free(it);
+}
+#else
+static int st_put(dw_store *s, const char *k, const void *v, size_t n)
+{
+	return DW_EUNSUPPORTED;
+}
+static int st_get(dw_store *s, const char *k, void **v, size_t *n)
+{
+	return DW_EUNSUPPORTED;
+}
+static int st_delete(dw_store *s, const char *k)
+{
+	return DW_EUNSUPPORTED;
+}
+static int st_scan(dw_store *s, const char *p, dw_store_iter **it)
+{
+	return DW_EUNSUPPORTED;
+}
+static int st_next(dw_store_iter *it, const char **k, const void **v, size_t *n)
+{
+	return DW_EUNSUPPORTED;
+}
+static void st_iter_free(dw_store_iter *it)
+{
+}
+#endif
+
+/* ---- public API ------------------------------------------------------------------------------ */
+
+void dw_cache_config_default(dw_cache_config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->max_entries = DW_CACHE_DEFAULT_MAX_ENTRIES;
+	cfg->max_bytes = DW_CACHE_DEFAULT_MAX_BYTES;
+	cfg->store_prefix = DW_CACHE_DEFAULT_PREFIX;
+	cfg->name = "cache";
+}
+
+static bool name_ok(const char *s)
+{
+	size_t n = 0;
+
+	for (; s[n]; n++) {
+		char ch = s[n];
+
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_'))
+			return false;
+	}
+	return n > 0 && n <= 32;
+}
+
+static bool prefix_ok(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n > PREFIX_MAX || strncmp(s, "dw://", 5) != 0)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] < 0x21 || s[i] > 0x7e)
+			return false;
+	}
+	return true;
+}
+
+static const dw_scalable_ops cache_scalable_ops;
+
+static void lock_destroy(dw_cache *c)
+{
+#ifdef DW_CACHE_RWLOCK
+	pthread_rwlock_destroy(&c->lock);
+#else
+	pthread_mutex_destroy(&c->lock);
+#endif
+}
+
+int dw_cache_open(const dw_cache_config *cfg, dw_cache **out)
+{
+	dw_cache_config def;
+	dw_cache *c = NULL;
+	const char *name, *prefix;
+	size_t nstripes = 0;
+	bool lock_ok = false;
+	int rc;
+
+	*out = NULL;
+	if (!cfg) {
+		dw_cache_config_default(&def);
+		cfg = &def;
+	}
+	name = cfg->name ? cfg->name : "cache";
+	prefix = cfg->store_prefix ? cfg->store_prefix : DW_CACHE_DEFAULT_PREFIX;
+	if (!name_ok(name) || !prefix_ok(prefix))
+		return DW_ECONFIG;
+	if (cfg->store && !CACHE_HAVE_STORE)
+		return DW_EUNSUPPORTED;
+	if (cfg->ttl_ms > UINT64_MAX / DW_NS_PER_MS)
+		return DW_ECONFIG;
+
+	c = dw_calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	c->max_entries = cfg->max_entries;
+	c->max_bytes = cfg->max_bytes;
+	atomic_init(&c->ttl_ns, cfg->ttl_ms * DW_NS_PER_MS);
+	c->clock = cfg->clock;
+	c->store = cfg->store;
+	rc = -ENOMEM;
+	c->name = dw_strdup(name);
+	c->prefix = dw_strdup(prefix);
+	if (!c->name || !c->prefix)
+		goto out;
+	c->prefix_len = strlen(prefix);
+	c->max_buckets = max_buckets_for(c->max_entries);
+	c->nbuckets = BUCKETS_MIN;
+	c->buckets = dw_calloc(c->nbuckets, sizeof(*c->buckets));
+	if (!c->buckets)
+		goto out;
+	rc = ghost_init(&c->ghost, ghost_cap_for(c->max_entries));
+	if (rc < 0)
+		goto out;
+	if (getrandom(&c->seed, sizeof(c->seed), GRND_NONBLOCK) != sizeof(c->seed))
+		c->seed = mix64(dw_clock_now(NULL) ^ (uintptr_t)c);
+
+#ifdef DW_CACHE_RWLOCK
+	{
+		pthread_rwlockattr_t attr;
+
+		pthread_rwlockattr_init(&attr);
+		/* Writer-preferring, so a stream of hits cannot starve puts. */
+		pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+		rc = -pthread_rwlock_init(&c->lock, &attr);
+		pthread_rwlockattr_destroy(&attr);
+	}
+#else
+	rc = -pthread_mutex_init(&c->lock, NULL);
+#endif
+	if (rc < 0)
+		goto out;
+	lock_ok = true;
+	for (; nstripes < STRIPES; nstripes++) {
+		rc = -pthread_mutex_init(&c->stripes[nstripes], NULL);
+		if (rc < 0)
+			goto out;
+	}
+	c->scalable.name = c->name;
+	c->scalable.ops = &cache_scalable_ops;
+	c->scalable.self = c;
+	*out = c;
+	return 0;
+out:
+	while (nstripes > 0)
+		pthread_mutex_destroy(&c->stripes[--nstripes]);
+	if (lock_ok)
+		lock_destroy(c);
+	ghost_free(&c->ghost);
+	dw_free(c->buckets);
+	dw_free(c->prefix);
+	dw_free(c->name);
+	dw_free(c);
+	return rc;
+}
+
+void dw_cache_close(dw_cache *c)
+{
+	if (!c)
+		return;
+	for (int qi = 0; qi < 2; qi++) {
+		struct entry *e = c->q[qi].head;
+
+		while (e) {
+			struct entry *next = e->next;
+
+			dw_free(e);
+			e = next;
+		}
+	}
+	for (size_t i = 0; i < STRIPES; i++)
+		pthread_mutex_destroy(&c->stripes[i]);
+	lock_destroy(c);
+	ghost_free(&c->ghost);
+	dw_free(c->buckets);
+	dw_free(c->prefix);
+	dw_free(c->name);
+	dw_free(c);
+}
+
+/* Checks shared by put: DW_ETOOBIG / DW_EBADKEY before any work. */
+static int put_check(dw_cache *c, size_t klen, size_t vlen)
+{
+	size_t max_bytes;
+
+	LOCK_RD(c);
+	max_bytes = c->max_bytes;
+	UNLOCK(c);
+	if (klen > SIZE_MAX / 4 || vlen > SIZE_MAX / 4)
+		return DW_ETOOBIG;
+	if (max_bytes && klen + vlen > max_bytes)
+		return DW_ETOOBIG;
+	if (c->store) {
+		if (vlen > DW_STORE_VALUE_MAX)
+			return DW_ETOOBIG;
+		if (klen > (DW_STORE_KEY_MAX - c->prefix_len) / 2)
+			return DW_EBADKEY;
+	}
+	return 0;
+}
+
+int dw_cache_put(dw_cache *c, const void *key, size_t klen, const void *val, size_t vlen)
+{
+	char skey[DW_STORE_KEY_MAX + 1];
+	pthread_mutex_t *stripe = NULL;
+	struct entry *e = NULL;
+	uint64_t h;
+	int rc;
+
+	if ((!key && klen) || (!val && vlen))
+		return DW_EUSAGE;
+	rc = put_check(c, klen, vlen);
+	if (rc < 0)
+		return rc;
+	h = hash_key(c->seed, key, klen);
+	e = entry_new(c, h, key, klen, val, vlen);
+	if (!e)
+		return -ENOMEM;
+	if (c->store) {
+		rc = store_key(c, key, klen, skey);
+		if (rc < 0)
+			goto out;
+		stripe = stripe_of(c, h);
+		pthread_mutex_lock(stripe);
+		rc = st_put(c->store, skey, val, vlen);
+		if (rc < 0) {
+			/* The store may hold the old or the new value: forget ours, reload later.
+			 */
+			atomic_fetch_add_explicit(&c->store_errors, 1, memory_order_relaxed);
+			LOCK_WR(c);
+			remove_locked(c, h, key, klen);
+			UNLOCK(c);
+			goto out;
+		}
+	}
+	LOCK_WR(c);
+	/* A resize may have run since put_check: an entry past the bound must not be kept. */
+	if (c->max_bytes && klen + vlen > c->max_bytes) {
+		remove_locked(c, h, key, klen);
+		UNLOCK(c);
+		rc = c->store ? 0 : DW_ETOOBIG; /* with a store the value is durable there */
+		goto out;
+	}
+	insert_locked(c, e);
+	e = NULL;
+	UNLOCK(c);
+	rc = 0;
+out:
+	if (stripe)
+		pthread_mutex_unlock(stripe);
+	dw_free(e);
+	return rc;
+}
+
+/*
+ * Look up in memory. Returns 1 on a hit (value copied out), 0 on a miss, or a negative code.
+ */
+static int mem_get(dw_cache *c, uint64_t h, const void *key, size_t klen, void **val, size_t *vlen)
+{
+	struct entry *e;
+	bool stale = false;
+	int rc = 0;
+
+	LOCK_RD(c);
+	e = *index_find(c, h, key, klen);
+	if (e) {
+		if (atomic_load_explicit(&c->ttl_ns, memory_order_relaxed) &&
+		    expired(c, e, dw_clock_now(c->clock))) {
+			stale = true;
+		} else {
+			void *copy = dw_malloc(e->vlen);
+
+			if (!copy) {
+				rc = -ENOMEM;
+			} else {
+				unsigned f = atomic_load_explicit(&e->freq, memory_order_relaxed);
+
+				if (f < FREQ_MAX)
+					atomic_store_explicit(&e->freq, (unsigned char)(f + 1),
+							      memory_order_relaxed);
+				if (e->vlen)
+					memcpy(copy, e->data + e->klen, e->vlen);
+				*val = copy;
+				*vlen = e->vlen;
+				rc = 1;
+			}
+		}
+	}
+	UNLOCK(c);
+	if (stale) {
+		/* Re-check under the write lock: a put may have refreshed it meanwhile. */
+		LOCK_WR(c);
+		struct entry **pp = index_find(c, h, key, klen);
+
+		if (*pp && expired(c, *pp, dw_clock_now(c->clock))) {
+			entry_drop(c, pp, *pp);
+			atomic_fetch_add_explicit(&c->expirations, 1, memory_order_relaxed);
+		}
+		UNLOCK(c);
+	}
+	return rc;
+}
+
+int dw_cache_get(dw_cache *c, const void *key, size_t klen, void **val, size_t *vlen)
+{
+	char skey[DW_STORE_KEY_MAX + 1];
+	pthread_mutex_t *stripe;
+	struct entry *e = NULL;
+	void *sval = NULL;
+	size_t slen = 0;
+	uint64_t h;
+	int rc;
+
+	*val = NULL;
+	*vlen = 0;
+	if (!key && klen)
+		return DW_EUSAGE;
+	h = hash_key(c->seed, key, klen);
+	rc = mem_get(c, h, key, klen, val, vlen);
+	if (rc == 1) {
+		atomic_fetch_add_explicit(&c->hits, 1, memory_order_relaxed);
+		return 0;
+	}
+	if (rc < 0)
+		return rc;
+	atomic_fetch_add_explicit(&c->misses, 1, memory_order_relaxed);
+	if (!c->store)
+		return DW_ENOTFOUND;
+	if (store_key(c, key, klen, skey) < 0)
+		return DW_ENOTFOUND; /* such a key can never have been stored */
+
+	stripe = stripe_of(c, h);
+	pthread_mutex_lock(stripe);
+	/* A put of this key may have completed while we waited for the stripe. */
+	rc = mem_get(c, h, key, klen, val, vlen);
+	if (rc != 0) {
+		rc = rc == 1 ? 0 : rc;
+		goto out;
+	}
+	rc = st_get(c->store, skey, &sval, &slen);
+	if (rc < 0) {
+		if (rc != DW_ENOTFOUND)
+			atomic_fetch_add_explicit(&c->store_errors, 1, memory_order_relaxed);
+		goto out;
+	}
+	e = entry_new(c, h, key, klen, sval, slen);
+	if (e) {
+		LOCK_WR(c);
+		if (!c->max_bytes || klen + slen <= c->max_bytes) {
+			insert_locked(c, e);
+			e = NULL;
+		}
+		UNLOCK(c);
+	}
+	/* Not caching it (no memory, too big) still returns the value. */
+	*val = sval;
+	*vlen = slen;
+	sval = NULL;
+	rc = 0;
+out:
+	pthread_mutex_unlock(stripe);
+	dw_free(e);
+	dw_free(sval);
+	return rc;
+}
+
+int dw_cache_delete(dw_cache *c, const void *key, size_t klen)
+{
+	char skey[DW_STORE_KEY_MAX + 1];
+	pthread_mutex_t *stripe = NULL;
+	bool found_store = false, found_mem;
+	uint64_t h;
+	int rc = 0;
+
+	if (!key && klen)
+		return DW_EUSAGE;
+	h = hash_key(c->seed, key, klen);
+	if (c->store && store_key(c, key, klen, skey) == 0) {
+		stripe = stripe_of(c, h);
+		pthread_mutex_lock(stripe);
+		rc = st_delete(c->store, skey);
+		if (rc == 0) {
+			found_store = true;
+		} else if (rc != DW_ENOTFOUND) {
+			atomic_fetch_add_explicit(&c->store_errors, 1, memory_order_relaxed);
+		}
+	}
+	LOCK_WR(c);
+	found_mem = remove_locked(c, h, key, klen);
+	UNLOCK(c);
+	if (stripe)
+		pthread_mutex_unlock(stripe);
+	if (rc < 0 && rc != DW_ENOTFOUND)
+		return rc;
+	return found_store || found_mem ? 0 : DW_ENOTFOUND;
+}
+
+/* Delete store keys under prefix + hex(prefix): returns the count or a negative code. */
+static int store_delete_prefix(dw_cache *c, const char *sprefix)
+{
+	char **keys = NULL;
+	int total = 0, rc = 0;
+
+	keys = dw_calloc(DELETE_BATCH, sizeof(*keys));
+	if (!keys)
+		return -ENOMEM;
+	for (;;) {
+		dw_store_iter *it = NULL;
+		size_t n = 0;
+
+		/* Collect a batch, close the iterator, then delete: never write inside a scan. */
+		rc = st_scan(c->store, sprefix, &it);
+		if (rc < 0)
+			goto out;
+		while (n < DELETE_BATCH) {
+			const char *k;
+			const void *v;
+			size_t vl;
+
+			rc = st_next(it, &k, &v, &vl);
+			if (rc <= 0)
+				break;
+			keys[n] = dw_strdup(k);
+			if (!keys[n]) {
+				rc = -ENOMEM;
+				break;
+			}
+			n++;
+		}
+		st_iter_free(it);
+		for (size_t i = 0; i < n; i++) {
+			int drc = rc < 0 ? 0 : st_delete(c->store, keys[i]);
+
+			if (drc == 0 && rc >= 0)
+				total++;
+			else if (drc < 0 && drc != DW_ENOTFOUND)
+				rc = drc;
+			dw_free(keys[i]);
+			keys[i] = NULL;
+		}
+		if (rc < 0)
+			goto out;
+		if (n < DELETE_BATCH)
+			break;
+		if (total > INT32_MAX - DELETE_BATCH) {
+			rc = DW_ELIMIT;
+			goto out;
+		}
+	}
+	rc = total;
+out:
+	if (rc < 0)
+		atomic_fetch_add_explicit(&c->store_errors, 1, memory_order_relaxed);
+	dw_free(keys);
+	return rc;
+}
+
+int dw_cache_delete_prefix(dw_cache *c, const void *prefix, size_t plen)
+{
+	char sprefix[DW_STORE_KEY_MAX + 1];
+	int store_count = 0, mem_count = 0;
+	int rc = 0;
+
+	if (!prefix && plen)
+		return DW_EUSAGE;
+	if (c->store) {
+		if (store_key(c, prefix, plen, sprefix) < 0)
+			return 0; /* no stored key can be that long */
+		for (size_t i = 0; i < STRIPES; i++)
+			pthread_mutex_lock(&c->stripes[i]);
+		rc = store_delete_prefix(c, sprefix);
+		if (rc >= 0)
+			store_count = rc;
+	}
+	LOCK_WR(c);
+	for (int qi = 0; qi < 2; qi++) {
+		struct entry *e = c->q[qi].head;
+
+		while (e) {
+			struct entry *next = e->next;
+
+			if (e->klen >= plen && (plen == 0 || memcmp(e->data, prefix, plen) == 0)) {
+				entry_drop_any(c, e);
+				if (mem_count < INT32_MAX)
+					mem_count++;
+			}
+			e = next;
+		}
+	}
+	UNLOCK(c);
+	if (c->store) {
+		for (size_t i = STRIPES; i > 0; i--)
+			pthread_mutex_unlock(&c->stripes[i - 1]);
+	}
+	if (rc < 0)
+		return rc;
+	return store_count > mem_count ? store_count : mem_count;
+}
+
+/* Lock held for writing. */
+static int resize_locked(dw_cache *c, size_t max_entries, size_t max_bytes)
+{
+	if (max_entries != c->max_entries) {
+		struct ghost g;
+		int rc = ghost_init(&g, ghost_cap_for(max_entries));
+
+		if (rc < 0)
+			return rc;
+		ghost_free(&c->ghost);
+		c->ghost = g;
+		c->max_buckets = max_buckets_for(max_entries);
+	}
+	c->max_entries = max_entries;
+	c->max_bytes = max_bytes;
+	evict_to_bounds(c);
+	return 0;
+}
+
+int dw_cache_resize(dw_cache *c, size_t max_entries, size_t max_bytes)
+{
+	int rc;
+
+	LOCK_WR(c);
+	rc = resize_locked(c, max_entries, max_bytes);
+	UNLOCK(c);
+	return rc;
+}
+
+void dw_cache_set_ttl(dw_cache *c, uint64_t ttl_ms)
+{
+	if (ttl_ms > UINT64_MAX / DW_NS_PER_MS)
+		ttl_ms = UINT64_MAX / DW_NS_PER_MS;
+	atomic_store_explicit(&c->ttl_ns, ttl_ms * DW_NS_PER_MS, memory_order_relaxed);
+}
+
+void dw_cache_stats_get(dw_cache *c, dw_cache_stats *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->hits = atomic_load_explicit(&c->hits, memory_order_relaxed);
+	out->misses = atomic_load_explicit(&c->misses, memory_order_relaxed);
+	out->evictions = atomic_load_explicit(&c->evictions, memory_order_relaxed);
+	out->expirations = atomic_load_explicit(&c->expirations, memory_order_relaxed);
+	out->inserts = atomic_load_explicit(&c->inserts, memory_order_relaxed);
+	LOCK_RD(c);
+	out->entries = c->n;
+	out->bytes = c->bytes;
+	out->max_entries = c->max_entries;
+	out->max_bytes = c->max_bytes;
+	UNLOCK(c);
+}
+
+/* ---- scalable -------------------------------------------------------------------------------- */
+
+#define LIMIT_COUNT_MAX ((double)(1ULL << 40))
+#define LIMIT_BYTES_MAX ((double)(1ULL << 50))
+#define LIMIT_TTL_MAX	(10.0 * 365 * 24 * 3600) /* ten years */
+
+static const dw_limit limit_defs[] = {
+	{ "max_entries", 0, NULL, 0, LIMIT_COUNT_MAX, "entries",
+	  "most entries held (0 = unbounded)" },
+	{ "max_bytes", 0, NULL, 0, LIMIT_BYTES_MAX, "bytes",
+	  "most key+value bytes held (0 = unbounded)" },
+	{ "ttl_seconds", 0, NULL, 0, LIMIT_TTL_MAX, "seconds",
+	  "age after which an entry is not returned (0 = none; millisecond resolution)" },
+};
+
+static int sc_metrics(void *self, dw_metric_fn fn, void *arg)
+{
+	dw_cache *c = self;
+	dw_cache_stats st;
+	size_t small_n, main_n, ghost_n;
+	uint64_t lookups;
+	dw_metric m;
+
+	dw_cache_stats_get(c, &st);
+	LOCK_RD(c);
+	small_n = c->q[Q_SMALL].n;
+	main_n = c->q[Q_MAIN].n;
+	ghost_n = c->ghost.n;
+	UNLOCK(c);
+	lookups = st.hits + st.misses;
+
+#define EMIT(nm, val, un, hlp, k)                        \
+	do {                                             \
+		m = (dw_metric){ .name = (nm),           \
+				 .labels = NULL,         \
+				 .value = (double)(val), \
+				 .unit = (un),           \
+				 .help = (hlp),          \
+				 .kind = (k) };          \
+		fn(arg, &m);                             \
+	} while (0)
+	EMIT("entries", st.entries, "entries", "entries held", DW_METRIC_GAUGE);
+	EMIT("bytes", st.bytes, "bytes", "key+value bytes held", DW_METRIC_GAUGE);
+	EMIT("capacity_entries", st.max_entries, "entries", "entry bound (0 = unbounded)",
+	     DW_METRIC_GAUGE);
+	EMIT("capacity_bytes", st.max_bytes, "bytes", "byte bound (0 = unbounded)",
+	     DW_METRIC_GAUGE);
+	EMIT("hits_total", st.hits, "ops", "gets answered from memory", DW_METRIC_COUNTER);
+	EMIT("misses_total", st.misses, "ops", "gets not in memory", DW_METRIC_COUNTER);
+	EMIT("evictions_total", st.evictions, "entries", "entries evicted to respect a bound",
+	     DW_METRIC_COUNTER);
+	EMIT("expirations_total", st.expirations, "entries", "entries dropped past their TTL",
+	     DW_METRIC_COUNTER);
+	EMIT("inserts_total", st.inserts, "ops", "entries inserted or replaced", DW_METRIC_COUNTER);
+	EMIT("hit_ratio", lookups ? (double)st.hits / (double)lookups : 0.0, "ratio",
+	     "hits / (hits + misses) since open", DW_METRIC_GAUGE);
+	EMIT("small_entries", small_n, "entries", "entries in the S3-FIFO small queue",
+	     DW_METRIC_GAUGE);
+	EMIT("main_entries", main_n, "entries", "entries in the S3-FIFO main queue",
+	     DW_METRIC_GAUGE);
+	EMIT("ghost_entries", ghost_n, "entries", "evicted key hashes remembered", DW_METRIC_GAUGE);
+	EMIT("store_errors_total", atomic_load_explicit(&c->store_errors, memory_order_relaxed),
+	     "ops", "failed store calls", DW_METRIC_COUNTER);
+	EMIT("ttl_seconds",
+	     (double)atomic_load_explicit(&c->ttl_ns, memory_order_relaxed) / DW_NS_PER_SEC,
+	     "seconds", "entry time to live (0 = none)", DW_METRIC_GAUGE);
+#undef EMIT
+	return 0;
+}
+
+static int sc_limits(void *self, dw_limit_fn fn, void *arg)
+{
+	dw_cache *c = self;
+	dw_limit l[3];
+
+	memcpy(l, limit_defs, sizeof(l));
+	LOCK_RD(c);
+	l[0].value = (double)c->max_entries;
+	l[1].value = (double)c->max_bytes;
+	UNLOCK(c);
+	l[2].value = (double)atomic_load_explicit(&c->ttl_ns, memory_order_relaxed) / DW_NS_PER_SEC;
+	for (size_t i = 0; i < 3; i++)
+		fn(arg, &l[i]);
+	return 0;
+}
+
+static int sc_reconfigure(void *self, const dw_limit_change *changes, size_t n, char *err,
+			  size_t errlen)
+{
+	dw_cache *c = self;
+	size_t max_entries, max_bytes;
+	bool set_ttl = false;
+	double ttl_s = 0;
+	int rc = 0;
+
+	if (errlen)
+		err[0] = '\0';
+	if (n && !changes)
+		return DW_EUSAGE;
+	/* Validate everything first. */
+	for (size_t i = 0; i < n; i++) {
+		const dw_limit *def = NULL;
+
+		for (size_t j = 0; j < 3; j++) {
+			if (changes[i].name && strcmp(changes[i].name, limit_defs[j].name) == 0)
+				def = &limit_defs[j];
+		}
+		if (!def) {
+			snprintf(err, errlen, "unknown limit %s",
+				 changes[i].name ? changes[i].name : "(null)");
+			return DW_ELIMIT;
+		}
+		rc = dw_limit_check(def, &changes[i], def != &limit_defs[2], err, errlen);
+		if (rc < 0)
+			return rc;
+	}
+	/* Then apply all of them under one lock hold. */
+	LOCK_WR(c);
+	max_entries = c->max_entries;
+	max_bytes = c->max_bytes;
+	for (size_t i = 0; i < n; i++) {
+		if (strcmp(changes[i].name, "max_entries") == 0) {
+			max_entries = (size_t)changes[i].value;
+		} else if (strcmp(changes[i].name, "max_bytes") == 0) {
+			max_bytes = (size_t)changes[i].value;
+		} else {
+			set_ttl = true;
+			ttl_s = changes[i].value;
+		}
+	}
+	rc = resize_locked(c, max_entries, max_bytes); /* the only step that can fail: first */
+	if (rc == 0 && set_ttl)
+		atomic_store_explicit(&c->ttl_ns, (uint64_t)llround(ttl_s * 1000.0) * DW_NS_PER_MS,
+				      memory_order_relaxed);
+	UNLOCK(c);
+	if (rc < 0)
+		snprintf(err, errlen, "out of memory resizing the cache");
+	return rc;
+}
+
+static dw_bp_state sc_state(void *self)
+{
+	return DW_BP_NORMAL;
+}
+
+static const dw_scalable_ops cache_scalable_ops = {
+	.metrics = sc_metrics,
+	.limits = sc_limits,
+	.reconfigure = sc_reconfigure,
+	.state = sc_state,
+};
+
+const dw_scalable *dw_cache_scalable(dw_cache *c)
+{
+	return &c->scalable;
+}
