@@ -1,16 +1,131 @@
 // SPDX-License-Identifier: MIT
-/* The dwscale command (placeholder until the CLI lands). */
+/*
+ * The dwscale command: a table of subcommands and the dispatcher over it.
+ *
+ * Each command lives in its own src/cli/cmd_<name>.c (serve in src/server/serve.c) and is one
+ * line in dw__commands below, so adding the subsystem commands (object, db, io, backup, fabric)
+ * touches nothing else here. The dispatcher handles only what is common to all commands: the
+ * global --version and --help, `dwscale COMMAND --help`, and unknown commands (a usage error with
+ * a hint, exit 2).
+ */
 #include <stdio.h>
 #include <string.h>
 
+#include "cli/cli.h"
 #include "dwscale/core.h"
+
+const struct dw__cmd dw__commands[] = {
+	{ "serve", dw__cmd_serve, "run the storage node's HTTP daemon",
+	  "usage: dwscale serve [--config FILE] [--listen ADDR:PORT] [--data DIR]\n"
+	  "\n"
+	  "Run the HTTP daemon: /healthz, /metrics (Prometheus text), /v1/subsystems and\n"
+	  "PUT /v1/subsystems/NAME/limits (needs 'Authorization: Bearer TOKEN' with the token in\n"
+	  "DIR/admin.token). Stops cleanly on SIGTERM or SIGINT.\n"
+	  "\n"
+	  "  --config FILE       INI configuration ([server] listen, data, max_body,\n"
+	  "                      admin_token_file; [log] level; [cache] max_entries, max_bytes, "
+	  "ttl)\n"
+	  "  --listen ADDR:PORT  address to listen on (default 127.0.0.1:7070; [::1]:PORT for "
+	  "IPv6)\n"
+	  "  --data DIR          data directory, created 0700 if missing (default $DWSCALE_DATA "
+	  "or\n"
+	  "                      ./var): holds store.db, token.secret and admin.token\n"
+	  "\n"
+	  "Command-line flags override the configuration file.\n" },
+	{ "status", dw__cmd_status, "show each subsystem's state, metrics and limits",
+	  "usage: dwscale status [--server URL] [--json]\n"
+	  "\n"
+	  "Ask a running 'dwscale serve' for its subsystems and print a table of each one's\n"
+	  "state, key metrics and limits.\n"
+	  "\n"
+	  "  --server URL  the daemon to ask (default $DWSCALE_SERVER or http://127.0.0.1:7070)\n"
+	  "  --json        print the server's JSON document as it is\n" },
+	{ "help", dw__cmd_help, "show help for dwscale or one command",
+	  "usage: dwscale help [COMMAND]\n" },
+	{ NULL, NULL, NULL, NULL },
+};
+
+const struct dw__cmd *dw__cmd_find(const char *name)
+{
+	for (const struct dw__cmd *c = dw__commands; c->name; c++) {
+		if (strcmp(c->name, name) == 0)
+			return c;
+	}
+	return NULL;
+}
+
+void dw__cmd_print_usage(const struct dw__cmd *cmd, bool to_stderr)
+{
+	fputs(cmd->usage, to_stderr ? stderr : stdout);
+}
+
+/* The command whose name is closest (at most 2 edits) to s, for "did you mean". */
+static const char *closest_command(const char *s)
+{
+	const char *best = NULL;
+	size_t best_d = 3;
+
+	for (const struct dw__cmd *c = dw__commands; c->name; c++) {
+		size_t n = strlen(s), m = strlen(c->name), prev[33], cur[33];
+
+		if (n > 32 || m > 32)
+			continue;
+		for (size_t j = 0; j <= m; j++)
+			prev[j] = j;
+		for (size_t i = 1; i <= n; i++) {
+			cur[0] = i;
+			for (size_t j = 1; j <= m; j++) {
+				size_t sub = prev[j - 1] + (s[i - 1] != c->name[j - 1]);
+				size_t del = prev[j] + 1, ins = cur[j - 1] + 1;
+
+				cur[j] = sub < del ? (sub < ins ? sub : ins)
+						   : (del < ins ? del : ins);
+			}
+			memcpy(prev, cur, sizeof(prev));
+		}
+		if (prev[m] < best_d) {
+			best_d = prev[m];
+			best = c->name;
+		}
+	}
+	return best;
+}
 
 int main(int argc, char **argv)
 {
-	if (argc > 1 && strcmp(argv[1], "--version") == 0) {
-		printf("dwscale %s\n", dw_version());
-		return 0;
+	const struct dw__cmd *cmd;
+
+	if (argc < 2) {
+		fprintf(stderr, "usage: dwscale COMMAND [ARGS...]\n"
+				"Run 'dwscale help' for the list of commands.\n");
+		return DW_EXIT_USAGE;
 	}
-	fprintf(stderr, "usage: dwscale --version\n");
-	return 2;
+	if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "-V") == 0) {
+		printf("dwscale %s\n", dw_version());
+		return DW_EXIT_OK;
+	}
+	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)
+		return dw__cmd_help(1, (char *[]){ "help", NULL });
+	if (argv[1][0] == '-') {
+		fprintf(stderr,
+			"dwscale: unknown option '%s'\nRun 'dwscale help' for the list of "
+			"commands.\n",
+			argv[1]);
+		return DW_EXIT_USAGE;
+	}
+	cmd = dw__cmd_find(argv[1]);
+	if (!cmd) {
+		const char *near = closest_command(argv[1]);
+
+		fprintf(stderr, "dwscale: unknown command '%s'\n", argv[1]);
+		if (near)
+			fprintf(stderr, "Did you mean 'dwscale %s'?\n", near);
+		fprintf(stderr, "Run 'dwscale help' for the list of commands.\n");
+		return DW_EXIT_USAGE;
+	}
+	if (cmd->fn != dw__cmd_help && dw__wants_help(argc - 1, argv + 1)) {
+		dw__cmd_print_usage(cmd, false);
+		return DW_EXIT_OK;
+	}
+	return cmd->fn(argc - 1, argv + 1);
 }

@@ -1,0 +1,187 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Parsing of the untrusted parts of admin requests: the limits document of
+ * PUT /v1/subsystems/NAME/limits and the Authorization header. Kept apart from the HTTP glue so
+ * that tests/fuzz/fuzz_http_query.c can drive exactly this code with arbitrary bytes.
+ *
+ * The limits document is one JSON object whose members are limit names ([a-z0-9_]{1,32}) with a
+ * finite number or a string as value: {"max_entries": 5000, "ttl_seconds": 30}. Anything else
+ * (another type, a duplicate name, trailing bytes, more than DW_SERVER_LIMIT_CHANGES_MAX
+ * members) is refused as a whole with a message saying which member is wrong, so nothing is
+ * applied from a document that was not fully understood.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "dwscale/core.h"
+#include "server/server.h"
+
+static bool limit_name_ok(const char *s)
+{
+	size_t n = 0;
+
+	for (; s[n]; n++) {
+		if (!((s[n] >= 'a' && s[n] <= 'z') || (s[n] >= '0' && s[n] <= '9') || s[n] == '_'))
+			return false;
+	}
+	return n > 0 && n <= 32;
+}
+
+int dw__parse_limits_json(const char *body, size_t len, dw_limit_change **changes, size_t *n,
+			  char **arena, char *err, size_t errlen)
+{
+	cJSON *doc = NULL, *it;
+	const char *end = NULL;
+	dw_limit_change *ch = NULL;
+	char *ar = NULL, *ap;
+	size_t count = 0, need = 0, i = 0;
+	int rc = DW_EUSAGE;
+
+	*changes = NULL;
+	*n = 0;
+	*arena = NULL;
+	if (!body || len == 0) {
+		snprintf(err, errlen,
+			 "the request needs a JSON object of limits, e.g. "
+			 "{\"max_entries\": 5000}");
+		goto out;
+	}
+	doc = cJSON_ParseWithLengthOpts(body, len, &end, false);
+	if (!doc) {
+		snprintf(err, errlen, "the body is not valid JSON");
+		goto out;
+	}
+	while (end && end < body + len && isspace((unsigned char)*end))
+		end++;
+	if (end && end < body + len) {
+		snprintf(err, errlen, "unexpected bytes after the JSON object");
+		goto out;
+	}
+	if (!cJSON_IsObject(doc)) {
+		snprintf(err, errlen,
+			 "the body must be a JSON object of limits, e.g. "
+			 "{\"max_entries\": 5000}");
+		goto out;
+	}
+	cJSON_ArrayForEach(it, doc)
+	{
+		char shown[48];
+
+		if (++count > DW_SERVER_LIMIT_CHANGES_MAX) {
+			snprintf(err, errlen, "too many limits in one request (at most %d)",
+				 DW_SERVER_LIMIT_CHANGES_MAX);
+			goto out;
+		}
+		if (!it->string || !limit_name_ok(it->string)) {
+			snprintf(err, errlen, "%s is not a limit name ([a-z0-9_], 1 to 32 bytes)",
+				 dw_log_quote(it->string ? it->string : "", shown, sizeof(shown)));
+			goto out;
+		}
+		for (cJSON *prev = doc->child; prev != it; prev = prev->next) {
+			if (strcmp(prev->string, it->string) == 0) {
+				snprintf(err, errlen, "limit %s is given twice", it->string);
+				goto out;
+			}
+		}
+		if (cJSON_IsNumber(it)) {
+			if (!isfinite(it->valuedouble)) {
+				snprintf(err, errlen, "limit %s must be a finite number",
+					 it->string);
+				goto out;
+			}
+		} else if (cJSON_IsString(it)) {
+			need += strlen(it->valuestring) + 1;
+		} else {
+			snprintf(err, errlen, "limit %s must be a number or a string", it->string);
+			goto out;
+		}
+		need += strlen(it->string) + 1;
+	}
+	if (count == 0) {
+		snprintf(err, errlen, "no limits given; e.g. {\"max_entries\": 5000}");
+		goto out;
+	}
+	ch = dw_calloc(count, sizeof(*ch));
+	ar = dw_malloc(need);
+	if (!ch || !ar) {
+		rc = -ENOMEM;
+		snprintf(err, errlen, "out of memory");
+		goto out;
+	}
+	ap = ar;
+	cJSON_ArrayForEach(it, doc)
+	{
+		size_t l = strlen(it->string) + 1;
+
+		memcpy(ap, it->string, l);
+		ch[i].name = ap;
+		ap += l;
+		if (cJSON_IsString(it)) {
+			l = strlen(it->valuestring) + 1;
+			memcpy(ap, it->valuestring, l);
+			ch[i].str = ap;
+			ap += l;
+		} else {
+			ch[i].value = it->valuedouble;
+		}
+		i++;
+	}
+	*changes = ch;
+	*n = count;
+	*arena = ar;
+	ch = NULL;
+	ar = NULL;
+	rc = 0;
+out:
+	cJSON_Delete(doc);
+	dw_free(ch);
+	dw_free(ar);
+	return rc;
+}
+
+const char *dw__parse_bearer(const char *hdr, size_t *len)
+{
+	const char *p, *e;
+
+	*len = 0;
+	if (!hdr)
+		return NULL;
+	while (*hdr == ' ' || *hdr == '\t')
+		hdr++;
+	if (strncasecmp(hdr, "Bearer", 6) != 0 || (hdr[6] != ' ' && hdr[6] != '\t'))
+		return NULL;
+	p = hdr + 6;
+	while (*p == ' ' || *p == '\t')
+		p++;
+	e = p + strlen(p);
+	while (e > p && (e[-1] == ' ' || e[-1] == '\t'))
+		e--;
+	if (e == p)
+		return NULL;
+	for (const char *q = p; q < e; q++) {
+		if (*q == ' ' || *q == '\t')
+			return NULL;
+	}
+	*len = (size_t)(e - p);
+	return p;
+}
+
+bool dw__token_equal(const char *given, size_t given_len, const char *want, size_t want_len)
+{
+	volatile unsigned char diff = 0;
+
+	/* Walk the expected token whatever was given, so timing tells nothing about the prefix
+	 * matched; a length mismatch is folded into the same result. */
+	diff |= (unsigned char)(given_len != want_len);
+	for (size_t i = 0; i < want_len; i++) {
+		unsigned char g = i < given_len ? (unsigned char)given[i] : 0;
+
+		diff |= (unsigned char)(g ^ (unsigned char)want[i]);
+	}
+	return want_len > 0 && diff == 0;
+}

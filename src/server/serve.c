@@ -1,0 +1,423 @@
+// SPDX-License-Identifier: MIT
+/*
+ * dwscale serve: option and configuration handling, the data directory, and the daemon's life.
+ *
+ *   start:  flags > config file > defaults  ->  data dir (0700)  ->  admin token (0600)
+ *           ->  token keyring  ->  store  ->  cache, registered as subsystem "cache"
+ *           ->  HTTP daemon  ->  "listening" log line
+ *   run:    the main thread waits in sigwait() for SIGTERM or SIGINT (blocked in every thread,
+ *           so no handler runs in the middle of a request)
+ *   stop:   stop accepting, let requests in progress finish (grace period), stop the HTTP
+ *           daemon, then close in reverse order: cache, store, keyring, registry; exit 0.
+ *
+ * Threads and locking: the main thread owns everything here; request threads only reach the
+ * registry (which has its own lock) and the atomics of struct dw__server.
+ *
+ * The token itself is never logged, only the path of the file that holds it.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "dwscale/core.h"
+#include "dwscale/scalable.h"
+#include "server/server.h"
+#include "server/server_features.h"
+
+#if DW_HAVE_CACHE
+#include "dwscale/cache.h"
+#endif
+#if DW_HAVE_STORE
+#include "dwscale/store.h"
+#endif
+#if DW_HAVE_TOKEN
+#include "dwscale/token.h"
+#endif
+#if DW_HAVE_CONFIG
+#include "dwscale/config.h"
+#endif
+
+#define SERVE_DEFAULT_LISTEN "127.0.0.1:7070"
+#define SERVE_DEFAULT_DATA   "./var"
+#define SERVE_THREADS	     4	   /* a small pool: admin and metrics traffic is light */
+#define SERVE_GRACE_MS	     10000 /* how long requests in progress may take at shutdown */
+
+struct serve_opts {
+	char listen[300];
+	char data[PATH_MAX];
+	char admin_token_file[PATH_MAX];
+	size_t max_body;
+	enum dw_log_level log_level;
+	size_t cache_max_entries;
+	size_t cache_max_bytes;
+	uint64_t cache_ttl_ms;
+};
+
+static int fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int fail(int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("dwscale serve: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	return code;
+}
+
+/* "A.B.C.D:PORT", "[v6]:PORT" or "localhost:PORT"; port 0 picks a free port. */
+static int parse_listen(const char *s, struct sockaddr_storage *ss, socklen_t *len)
+{
+	char host[256];
+	const char *colon, *ps;
+	char *end;
+	long port;
+	size_t hl;
+
+	memset(ss, 0, sizeof(*ss));
+	if (s[0] == '[') {
+		const char *rb = strchr(s, ']');
+
+		if (!rb || rb[1] != ':')
+			return -EINVAL;
+		hl = (size_t)(rb - s - 1);
+		if (hl == 0 || hl >= sizeof(host))
+			return -EINVAL;
+		memcpy(host, s + 1, hl);
+		host[hl] = '\0';
+		ps = rb + 2;
+	} else {
+		colon = strrchr(s, ':');
+		if (!colon)
+			return -EINVAL;
+		hl = (size_t)(colon - s);
+		if (hl == 0 || hl >= sizeof(host) || memchr(s, ':', hl))
+			return -EINVAL;
+		memcpy(host, s, hl);
+		host[hl] = '\0';
+		ps = colon + 1;
+	}
+	if (*ps < '0' || *ps > '9')
+		return -EINVAL;
+	errno = 0;
+	port = strtol(ps, &end, 10);
+	if (errno || *end || port < 0 || port > 65535)
+		return -EINVAL;
+	if (s[0] == '[') {
+		struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)ss;
+
+		if (inet_pton(AF_INET6, host, &a6->sin6_addr) != 1)
+			return -EINVAL;
+		a6->sin6_family = AF_INET6;
+		a6->sin6_port = htons((uint16_t)port);
+		*len = sizeof(*a6);
+	} else {
+		struct sockaddr_in *a4 = (struct sockaddr_in *)ss;
+
+		if (strcmp(host, "localhost") == 0)
+			snprintf(host, sizeof(host), "127.0.0.1");
+		if (inet_pton(AF_INET, host, &a4->sin_addr) != 1)
+			return -EINVAL;
+		a4->sin_family = AF_INET;
+		a4->sin_port = htons((uint16_t)port);
+		*len = sizeof(*a4);
+	}
+	return 0;
+}
+
+/* mkdir -p, each created level 0700. */
+static int make_dirs(const char *path)
+{
+	char tmp[PATH_MAX];
+	size_t n;
+
+	if (snprintf(tmp, sizeof(tmp), "%s", path) >= (int)sizeof(tmp))
+		return -ENAMETOOLONG;
+	n = strlen(tmp);
+	while (n > 1 && tmp[n - 1] == '/')
+		tmp[--n] = '\0';
+	for (char *p = tmp + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(tmp, 0700) < 0 && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	if (mkdir(tmp, 0700) < 0 && errno != EEXIST)
+		return -errno;
+	{
+		struct stat st;
+
+		if (stat(tmp, &st) < 0)
+			return -errno;
+		if (!S_ISDIR(st.st_mode))
+			return -ENOTDIR;
+	}
+	return 0;
+}
+
+static int path_join(char *out, size_t cap, const char *dir, const char *name)
+{
+	if (snprintf(out, cap, "%s/%s", dir, name) >= (int)cap)
+		return -ENAMETOOLONG;
+	return 0;
+}
+
+#if DW_HAVE_CONFIG
+#error "configuration support: fill in load_config with the dw_config API"
+#endif
+
+static int load_config(const char *path, struct serve_opts *o)
+{
+	(void)o;
+	/* GAP: dw_config has not landed yet; --config is refused until it does. */
+	return fail(DW_EXIT_USAGE, "%s: configuration files are not supported by this build", path);
+}
+
+static void *cjson_malloc(size_t n)
+{
+	return dw_malloc(n);
+}
+
+int dw__cmd_serve(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "listen", required_argument, NULL, 'l' },
+		{ "data", required_argument, NULL, 'd' },
+		{ NULL, 0, NULL, 0 },
+	};
+	cJSON_Hooks hooks = { cjson_malloc, dw_free };
+	const char *flag_listen = NULL, *flag_data = NULL, *config = NULL, *env;
+	struct serve_opts o = { 0 };
+	struct dw__server *srv = NULL;
+	struct MHD_Daemon *mhd = NULL;
+	struct sockaddr_storage ss;
+	socklen_t sslen = 0;
+	sigset_t sigs;
+	char path[PATH_MAX], err[1024], q[PATH_MAX + 64], addr_shown[320];
+	bool created = false;
+	int c, rc, sig = 0, ret = DW_EXIT_ERROR;
+#if DW_HAVE_TOKEN
+	dw_token_keyring *kr = NULL;
+#endif
+#if DW_HAVE_STORE
+	dw_store *store = NULL;
+#endif
+#if DW_HAVE_CACHE
+	dw_cache *cache = NULL;
+	dw_cache_config ccfg;
+	bool cache_registered = false;
+#endif
+
+	cJSON_InitHooks(&hooks);
+	optind = 1;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			config = optarg;
+			break;
+		case 'l':
+			flag_listen = optarg;
+			break;
+		case 'd':
+			flag_data = optarg;
+			break;
+		default:
+			return dw__usage_error("serve", "unknown or incomplete option '%s'",
+					       argv[optind - 1]);
+		}
+	}
+	if (optind < argc)
+		return dw__usage_error("serve", "unexpected argument '%s'", argv[optind]);
+
+	/* defaults, then the config file, then flags */
+	snprintf(o.listen, sizeof(o.listen), "%s", SERVE_DEFAULT_LISTEN);
+	env = getenv("DWSCALE_DATA");
+	snprintf(o.data, sizeof(o.data), "%s", env && *env ? env : SERVE_DEFAULT_DATA);
+	o.max_body = DW_SERVER_MAX_BODY_DEFAULT;
+	o.log_level = dw_log_get_level();
+#if DW_HAVE_CACHE
+	o.cache_max_entries = DW_CACHE_DEFAULT_MAX_ENTRIES;
+	o.cache_max_bytes = DW_CACHE_DEFAULT_MAX_BYTES;
+#endif
+	if (config) {
+		rc = load_config(config, &o);
+		if (rc != 0)
+			return rc;
+	}
+	if (flag_listen) {
+		if (strlen(flag_listen) >= sizeof(o.listen))
+			return dw__usage_error("serve", "--listen value is too long");
+		snprintf(o.listen, sizeof(o.listen), "%s", flag_listen);
+	}
+	if (flag_data) {
+		if (!*flag_data || strlen(flag_data) >= sizeof(o.data) - 32)
+			return dw__usage_error("serve", "--data needs a directory path");
+		snprintf(o.data, sizeof(o.data), "%s", flag_data);
+	}
+	if (parse_listen(o.listen, &ss, &sslen) < 0)
+		return dw__usage_error("serve",
+				       "invalid listen address '%s': expected ADDR:PORT, e.g. "
+				       "127.0.0.1:7070 or [::1]:7070",
+				       o.listen);
+	dw_log_set_level(o.log_level);
+
+	rc = make_dirs(o.data);
+	if (rc < 0)
+		return fail(DW_EXIT_ERROR, "cannot create data directory %s: %s", o.data,
+			    dw_strerror(rc));
+	srv = dw_calloc(1, sizeof(*srv));
+	if (!srv)
+		return fail(DW_EXIT_ERROR, "out of memory");
+	srv->max_body = o.max_body;
+	srv->start_ns = dw_clock_now(NULL);
+
+	if (!o.admin_token_file[0] &&
+	    path_join(o.admin_token_file, sizeof(o.admin_token_file), o.data, "admin.token") < 0) {
+		ret = fail(DW_EXIT_USAGE, "data directory path is too long");
+		goto out;
+	}
+	rc = dw__admin_token_load(o.admin_token_file, srv->admin_token, sizeof(srv->admin_token),
+				  &srv->admin_token_len, &created, err, sizeof(err));
+	if (rc < 0) {
+		ret = fail(rc == DW_ECONFIG ? DW_EXIT_USAGE : DW_EXIT_ERROR, "%s", err);
+		goto out;
+	}
+
+#if DW_HAVE_TOKEN
+	if (path_join(path, sizeof(path), o.data, "token.secret") < 0) {
+		ret = fail(DW_EXIT_USAGE, "data directory path is too long");
+		goto out;
+	}
+	rc = dw_token_keyring_open_ex(path, NULL, &kr, err, sizeof(err));
+	if (rc < 0) {
+		ret = fail(rc == DW_ECONFIG ? DW_EXIT_USAGE : DW_EXIT_ERROR, "%s",
+			   err[0] ? err : dw_strerror(rc));
+		goto out;
+	}
+#else
+	/* GAP: dw_token has not landed yet; no token.secret is created. */
+#endif
+
+	rc = dw_registry_open(&srv->reg);
+	if (rc < 0) {
+		ret = fail(DW_EXIT_ERROR, "cannot create the subsystem registry: %s",
+			   dw_strerror(rc));
+		goto out;
+	}
+#if DW_HAVE_STORE
+	if (snprintf(path, sizeof(path), "sqlite:%s/store.db", o.data) >= (int)sizeof(path)) {
+		ret = fail(DW_EXIT_USAGE, "data directory path is too long");
+		goto out;
+	}
+	rc = dw_store_open(path, &store);
+	if (rc < 0) {
+		ret = fail(DW_EXIT_UNREACHABLE, "cannot open the store %s: %s", path,
+			   dw_strerror(rc));
+		goto out;
+	}
+#else
+	/* GAP: dw_store has not landed yet; the cache runs without write-through. */
+#endif
+#if DW_HAVE_CACHE
+	dw_cache_config_default(&ccfg);
+#if DW_HAVE_STORE
+	ccfg.store = store;
+#endif
+	ccfg.store_prefix = "dw://cache/";
+	ccfg.max_entries = o.cache_max_entries;
+	ccfg.max_bytes = o.cache_max_bytes;
+	ccfg.ttl_ms = o.cache_ttl_ms;
+	rc = dw_cache_open(&ccfg, &cache);
+	if (rc < 0) {
+		ret = fail(DW_EXIT_ERROR, "cannot open the cache: %s", dw_strerror(rc));
+		goto out;
+	}
+	rc = dw_registry_add(srv->reg, dw_cache_scalable(cache));
+	if (rc < 0) {
+		ret = fail(DW_EXIT_ERROR, "cannot register the cache: %s", dw_strerror(rc));
+		goto out;
+	}
+	cache_registered = true;
+#endif
+
+	/* Block the stop signals before MHD starts its threads, so they inherit the mask and the
+	 * signals are only ever taken by sigwait() below. */
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	rc = dw__http_start(srv, &ss, sslen, SERVE_THREADS, &mhd);
+	if (rc < 0) {
+		ret = fail(DW_EXIT_ERROR, "cannot listen on %s: %s", o.listen, dw_strerror(rc));
+		goto out;
+	}
+	if (ss.ss_family == AF_INET6) {
+		char h[INET6_ADDRSTRLEN];
+
+		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, h, sizeof(h));
+		snprintf(addr_shown, sizeof(addr_shown), "[%s]:%d", h, dw__http_port(mhd));
+	} else {
+		char h[INET_ADDRSTRLEN];
+
+		inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, h, sizeof(h));
+		snprintf(addr_shown, sizeof(addr_shown), "%s:%d", h, dw__http_port(mhd));
+	}
+	dw_log(DW_LOG_INFO, "serve", "admin_token", "file=%s created=%s",
+	       dw_log_quote(o.admin_token_file, q, sizeof(q)), created ? "yes" : "no");
+	dw_log(DW_LOG_INFO, "serve", "listening", "addr=%s data=%s version=%s subsystems=%zu",
+	       addr_shown, dw_log_quote(o.data, q, sizeof(q)), dw_version(),
+	       dw_registry_count(srv->reg));
+
+	for (;;) {
+		rc = sigwait(&sigs, &sig);
+		if (rc == 0 && (sig == SIGTERM || sig == SIGINT))
+			break;
+	}
+	dw_log(DW_LOG_INFO, "serve", "stopping", "signal=%s in_flight=%ld",
+	       sig == SIGTERM ? "SIGTERM" : "SIGINT",
+	       atomic_load_explicit(&srv->in_flight, memory_order_relaxed));
+	dw__http_stop(srv, mhd, SERVE_GRACE_MS);
+	mhd = NULL;
+	ret = DW_EXIT_OK;
+out:
+	if (mhd)
+		dw__http_stop(srv, mhd, 0);
+#if DW_HAVE_CACHE
+	if (cache_registered)
+		dw_registry_remove(srv->reg, dw_cache_scalable(cache)->name);
+	dw_cache_close(cache);
+#endif
+#if DW_HAVE_STORE
+	dw_store_close(store);
+#endif
+#if DW_HAVE_TOKEN
+	dw_token_keyring_close(kr);
+#endif
+	if (srv) {
+		dw_registry_close(srv->reg);
+		explicit_bzero(srv->admin_token, sizeof(srv->admin_token));
+		dw_free(srv);
+	}
+	if (ret == DW_EXIT_OK)
+		dw_log(DW_LOG_INFO, "serve", "stopped", "exit=0");
+	return ret;
+}

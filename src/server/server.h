@@ -1,0 +1,94 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Private interface of `dwscale serve`: the daemon state shared by its files.
+ *
+ *   serve.c        options, configuration, data directory, lifecycle, signals
+ *   admin_token.c  the admin token file (created once, reused) and constant-time comparison
+ *   http.c         libmicrohttpd glue: request bodies with a size cap, JSON errors, counters
+ *   routes.c       the route table and the handlers
+ *   metrics.c      rendering: Prometheus text exposition and the subsystems JSON document
+ *   query.c        parsing of untrusted request parts (limits JSON, bearer header); fuzzed
+ */
+#ifndef DWSCALE_SERVER_H
+#define DWSCALE_SERVER_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cli/cli.h"
+#include "dwscale/scalable.h"
+
+#define DW_SERVER_MAX_BODY_DEFAULT  (1u << 20)	/* admin JSON bodies are tiny; 1 MiB is generous */
+#define DW_SERVER_RESPONSE_MAX	    (16u << 20) /* cap on any rendered response */
+#define DW_SERVER_TOKEN_MAX	    256
+#define DW_SERVER_LIMIT_CHANGES_MAX 64 /* limits per PUT; a subsystem has a handful */
+
+/* Status classes counted for dwscale_http_requests_total{code="2xx"}: index status / 100 - 1. */
+#define DW_SERVER_STATUS_CLASSES 5
+
+struct dw__server {
+	dw_registry *reg;
+	char admin_token[DW_SERVER_TOKEN_MAX + 1];
+	size_t admin_token_len;
+	size_t max_body;
+	uint64_t start_ns;
+	/* updated by request threads, read by /metrics */
+	_Atomic long in_flight;
+	_Atomic uint64_t requests[DW_SERVER_STATUS_CLASSES];
+	_Atomic uint64_t bodies_refused; /* 413s */
+	_Atomic uint64_t auth_failures;	 /* 401s */
+};
+
+/* A response being built by a handler. */
+struct dw__reply {
+	int status;
+	const char *content_type;
+	const char *allow; /* Allow header for 405, else NULL */
+	struct dw__sbuf body;
+};
+
+/* http.c */
+struct MHD_Daemon;
+int dw__http_start(struct dw__server *s, const void *addr, size_t addrlen, unsigned threads,
+		   struct MHD_Daemon **out);
+/* Stop accepting, wait up to grace_ms for requests in progress, then stop. */
+void dw__http_stop(struct dw__server *s, struct MHD_Daemon *d, int grace_ms);
+/* Port the daemon is bound to (useful with port 0). */
+int dw__http_port(struct MHD_Daemon *d);
+
+/* routes.c: dispatch one complete request. body may be NULL (no body). auth is the raw
+ * Authorization header or NULL. Always fills r (never fails: errors become JSON replies). */
+void dw__route(struct dw__server *s, const char *method, const char *path, const char *auth,
+	       const char *body, size_t body_len, struct dw__reply *r);
+/* Fill r with {"error": name, "message": msg}. */
+void dw__reply_error(struct dw__reply *r, int status, const char *name, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+/* metrics.c */
+int dw__render_prometheus(struct dw__server *s, struct dw__sbuf *out);
+/* The whole list ({"subsystems": [...]}) when name is NULL, else one subsystem's object;
+ * DW_ENOTFOUND if name is not registered. */
+int dw__render_subsystems_json(dw_registry *reg, const char *name, struct dw__sbuf *out);
+/* Fill the limits of subsystem name into the (name, numeric?) table for request validation. */
+int dw__limit_names(dw_registry *reg, const char *name, char names[][33], bool *is_string,
+		    size_t cap, size_t *n);
+
+/* query.c: parse a limits body {"name": number|string, ...}. On success *changes (dw_malloc'ed
+ * array; names and strings point into *arena, also dw_malloc'ed) holds *n >= 1 changes. On
+ * failure returns DW_EUSAGE with a message in err. */
+int dw__parse_limits_json(const char *body, size_t len, dw_limit_change **changes, size_t *n,
+			  char **arena, char *err, size_t errlen);
+/* Extract the token of "Bearer TOKEN" (case-insensitive scheme, spaces trimmed); NULL if the
+ * header is absent or malformed. Returns a pointer into hdr and the token's length. */
+const char *dw__parse_bearer(const char *hdr, size_t *len);
+/* Constant-time equality of a presented token with the expected one (time depends only on the
+ * expected length). */
+bool dw__token_equal(const char *given, size_t given_len, const char *want, size_t want_len);
+
+/* admin_token.c: read path, or create it (0600, random, durable) if missing. */
+int dw__admin_token_load(const char *path, char *out, size_t cap, size_t *len, bool *created,
+			 char *err, size_t errlen);
+
+#endif

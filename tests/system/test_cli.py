@@ -1,0 +1,79 @@
+# SPDX-License-Identifier: MIT
+"""The dwscale command: version, help, dispatch errors and `dwscale status`."""
+import json
+
+from conftest import free_port, run
+
+
+def test_version(dwscale_bin):
+    p = run(dwscale_bin, "--version")
+    assert p.returncode == 0
+    assert p.stdout.startswith("dwscale ")
+    assert p.stdout.split()[1][0].isdigit()
+
+
+def test_help_lists_commands_and_exit_codes(dwscale_bin):
+    p = run(dwscale_bin, "help")
+    assert p.returncode == 0
+    for word in ("serve", "status", "help", "Exit codes", "unreachable"):
+        assert word in p.stdout
+    assert run(dwscale_bin, "--help").stdout == p.stdout
+
+
+def test_help_for_one_command(dwscale_bin):
+    p = run(dwscale_bin, "help", "status")
+    assert p.returncode == 0
+    assert "--server URL" in p.stdout
+    q = run(dwscale_bin, "status", "--help")
+    assert q.returncode == 0 and q.stdout == p.stdout
+    assert "--listen ADDR:PORT" in run(dwscale_bin, "serve", "--help").stdout
+    r = run(dwscale_bin, "help", "nosuch")
+    assert r.returncode == 2 and "unknown command 'nosuch'" in r.stderr
+
+
+def test_unknown_command(dwscale_bin):
+    p = run(dwscale_bin, "stauts")
+    assert p.returncode == 2
+    assert "unknown command 'stauts'" in p.stderr
+    assert "dwscale status" in p.stderr  # the hint
+    assert run(dwscale_bin).returncode == 2
+
+
+def test_status_table(dwscale_bin, server):
+    p = run(dwscale_bin, "status", "--server", server.url)
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    assert lines[0].split()[:2] == ["SUBSYSTEM", "STATE"]
+    row = next(l for l in lines if l.startswith("cache"))
+    assert "normal" in row and "max_entries=10000" in row
+    assert "hits_total=0" in p.stdout
+
+
+def test_status_json(dwscale_bin, server):
+    p = run(dwscale_bin, "status", "--json", "--server", server.url + "/")
+    assert p.returncode == 0, p.stderr
+    doc = json.loads(p.stdout)
+    assert doc == server.get_json("/v1/subsystems") or \
+        [s["name"] for s in doc["subsystems"]] == ["cache"]
+
+
+def test_status_env_server(dwscale_bin, server):
+    import os
+    env = dict(os.environ, DWSCALE_SERVER=server.url)
+    p = run(dwscale_bin, "status", env=env)
+    assert p.returncode == 0 and "cache" in p.stdout
+
+
+def test_status_unreachable(dwscale_bin):
+    port = free_port()  # bound and released: nothing listens there
+    p = run(dwscale_bin, "status", "--server", f"http://127.0.0.1:{port}")
+    assert p.returncode == 4
+    assert f"cannot reach http://127.0.0.1:{port}: connection refused" in p.stderr
+
+
+def test_status_bad_url(dwscale_bin):
+    p = run(dwscale_bin, "status", "--server", "ftp://x")
+    assert p.returncode == 2
+    assert "invalid server URL" in p.stderr
+    p = run(dwscale_bin, "status", "extra")
+    assert p.returncode == 2

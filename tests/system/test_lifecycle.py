@@ -1,0 +1,117 @@
+# SPDX-License-Identifier: MIT
+"""Start, stop and configuration of `dwscale serve`."""
+import os
+import signal
+import socket
+import stat
+import subprocess
+
+import pytest
+
+from conftest import Server, free_port, run
+
+
+def mode(path):
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+def test_data_dir_files_created_private_and_reused(dwscale_bin, tmp_path):
+    data = str(tmp_path / "a" / "var")
+    s = Server(dwscale_bin, data).start()
+    token = s.admin_token()
+    secret_path = os.path.join(data, "token.secret")
+    with open(secret_path, "rb") as f:
+        secret = f.read()
+    assert s.stop() == 0
+    assert mode(data) == 0o700
+    assert mode(os.path.join(data, "admin.token")) == 0o600
+    assert mode(secret_path) == 0o600
+    assert len(token) >= 32
+    log = s.log()
+    assert "admin.token" in log and token not in log
+    assert "event=listening" in log and f"127.0.0.1:{s.port}" in log
+
+    s2 = Server(dwscale_bin, data).start()
+    try:
+        assert s2.admin_token() == token
+        with open(secret_path, "rb") as f:
+            assert f.read() == secret
+        r = s2.request("PUT", "/v1/subsystems/cache/limits", body=b'{"max_entries": 7}',
+                       headers={"Authorization": f"Bearer {token}"})
+        assert r.status == 200, r.body
+    finally:
+        assert s2.stop() == 0
+
+
+def test_admin_token_readable_by_others_is_refused(dwscale_bin, tmp_path):
+    data = tmp_path / "var"
+    data.mkdir(mode=0o700)
+    tok = data / "admin.token"
+    tok.write_text("0123456789abcdef0123456789abcdef\n")
+    tok.chmod(0o644)
+    p = run(dwscale_bin, "serve", "--listen", f"127.0.0.1:{free_port()}", "--data", str(data),
+            timeout=30)
+    assert p.returncode != 0
+    assert "admin.token" in p.stderr and "chmod 600" in p.stderr
+
+
+def test_sigint_exits_zero(dwscale_bin, tmp_path):
+    s = Server(dwscale_bin, str(tmp_path / "var")).start()
+    assert s.stop(signal.SIGINT) == 0
+    assert "event=stopped" in s.log()
+
+
+def test_in_flight_request_finishes_on_sigterm(dwscale_bin, tmp_path):
+    # A request whose body is still arriving when SIGTERM comes is answered, then serve exits 0.
+    s = Server(dwscale_bin, str(tmp_path / "var")).start()
+    token = s.admin_token()
+    with socket.create_connection(("127.0.0.1", s.port), timeout=10) as c:
+        body = b'{"max_entries": 1234}'
+        c.sendall((f"PUT /v1/subsystems/cache/limits HTTP/1.1\r\nHost: x\r\n"
+                   f"Authorization: Bearer {token}\r\nConnection: close\r\n"
+                   f"Content-Length: {len(body)}\r\n\r\n").encode() + body[:5])
+        # make sure the request has been seen before the signal
+        import time
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            m = s.request("GET", "/metrics").body
+            if "dwscale_http_requests_in_flight 2" in m:
+                break
+            time.sleep(0.02)
+        s.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.2)
+        c.sendall(body[5:])
+        data = b""
+        while True:
+            got = c.recv(65536)
+            if not got:
+                break
+            data += got
+    assert data.startswith(b"HTTP/1.1 200"), data[:200]
+    assert s.stop() == 0
+
+
+@pytest.mark.parametrize("value", ["nonsense", "127.0.0.1", "127.0.0.1:99999", ":7070",
+                                   "300.1.1.1:80", "[::1]7070", "127.0.0.1:http"])
+def test_bad_listen_value(dwscale_bin, tmp_path, value):
+    p = run(dwscale_bin, "serve", "--listen", value, "--data", str(tmp_path / "var"))
+    assert p.returncode == 2
+    assert f"invalid listen address '{value}'" in p.stderr
+    assert "ADDR:PORT" in p.stderr
+
+
+def test_port_in_use_is_a_clear_error(dwscale_bin, tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        p = run(dwscale_bin, "serve", "--listen", f"127.0.0.1:{port}", "--data",
+                str(tmp_path / "var"), timeout=30)
+    assert p.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in p.stderr
+
+
+def test_unknown_option(dwscale_bin):
+    p = run(dwscale_bin, "serve", "--bogus")
+    assert p.returncode == 2
+    assert "--bogus" in p.stderr
