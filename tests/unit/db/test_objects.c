@@ -1,0 +1,618 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Database storage on the SQLite strategy: put/get round trips at chunk boundaries, atomic
+ * visibility, overwrite and delete under a reader, bad keys, listings with tokens, counters, and
+ * a put killed with SIGKILL.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <openssl/sha.h>
+#include <sqlite3.h>
+
+#include "dwscale/db.h"
+
+#define ROW (256u << 10)
+
+struct fixture {
+	char dir[256];
+	char uri[320];
+	char path[300];
+	dw_db *db;
+};
+
+static int open_db(struct fixture *f)
+{
+	dw_db_config cfg;
+	char err[256];
+
+	dw_db_config_default(&cfg);
+	cfg.strategies[0] = f->uri;
+	cfg.n_strategies = 1;
+	return dw_db_open(&cfg, &f->db, err, sizeof(err));
+}
+
+static int setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+	const char *base = getenv("DW_TEST_TMPDIR");
+
+	if (base)
+		mkdir(base, 0700);
+	snprintf(f->dir, sizeof(f->dir), "%s/dwdb-XXXXXX", base ? base : "/tmp");
+	if (!mkdtemp(f->dir))
+		return -1;
+	snprintf(f->path, sizeof(f->path), "%s/objects.db", f->dir);
+	snprintf(f->uri, sizeof(f->uri), "sqlite:%s", f->path);
+	if (open_db(f) != 0)
+		return -1;
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+	char cmd[600];
+
+	dw_db_close(f->db);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
+	if (system(cmd) != 0)
+		return -1;
+	free(f);
+	return 0;
+}
+
+static uint8_t *pattern(size_t n, unsigned seed)
+{
+	uint8_t *b = malloc(n ? n : 1);
+
+	for (size_t i = 0; i < n; i++) {
+		seed = seed * 1103515245u + 12345u;
+		b[i] = (uint8_t)(seed >> 16);
+	}
+	return b;
+}
+
+static int put_mem(dw_db *db, const char *key, const void *data, size_t n, dw_db_object *o)
+{
+	dw_source src;
+	int rc;
+
+	assert_int_equal(dw_source_from_mem(data, n, &src), 0);
+	rc = dw_db_put(db, NULL, key, strlen(key), &src, NULL, o);
+	dw_source_close(&src);
+	return rc;
+}
+
+/* Read an object through the chunk iterator into a malloc'd buffer. */
+static int get_all(dw_db *db, const char *key, uint8_t **out, size_t *n)
+{
+	dw_db_reader *r;
+	dw_db_object info;
+	const void *chunk;
+	size_t len, got = 0;
+	int rc;
+
+	rc = dw_db_reader_open(db, NULL, key, strlen(key), &info, &r);
+	if (rc < 0)
+		return rc;
+	*out = malloc(info.size ? info.size : 1);
+	while ((rc = dw_db_reader_next(r, &chunk, &len)) == 1) {
+		assert_true(got + len <= info.size);
+		memcpy(*out + got, chunk, len);
+		got += len;
+	}
+	*n = got;
+	dw_db_reader_close(r);
+	dw_db_object_clear(&info);
+	return rc;
+}
+
+static void test_round_trip_sizes(void **state)
+{
+	struct fixture *f = *state;
+	const size_t sizes[] = { 0, 1, ROW - 1, ROW, ROW + 1, 3 * ROW + 17, 9u << 20 };
+
+	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		uint8_t *data = pattern(sizes[i], (unsigned)i), *back = NULL;
+		uint8_t sha[32];
+		dw_db_object o;
+		size_t n;
+		char key[32];
+
+		snprintf(key, sizeof(key), "size/%zu", sizes[i]);
+		assert_int_equal(put_mem(f->db, key, data, sizes[i], &o), 0);
+		assert_int_equal(o.size, sizes[i]);
+		SHA256(data, sizes[i], sha);
+		assert_memory_equal(o.sha256, sha, 32);
+		assert_string_equal(o.content_type, "application/octet-stream");
+		dw_db_object_clear(&o);
+		assert_int_equal(get_all(f->db, key, &back, &n), 0);
+		assert_int_equal(n, sizes[i]);
+		if (sizes[i])
+			assert_memory_equal(back, data, sizes[i]);
+		free(back);
+		free(data);
+	}
+}
+
+static void test_streaming_get_through_bbuf(void **state)
+{
+	struct fixture *f = *state;
+	size_t n = 5u << 20, got = 0;
+	uint8_t *data = pattern(n, 7);
+	dw_db_object info;
+	dw_bbuf *b;
+	const void *chunk;
+	size_t len;
+	int rc;
+
+	assert_int_equal(put_mem(f->db, "stream/a", data, n, NULL), 0);
+	assert_int_equal(dw_db_get(f->db, NULL, "stream/a", 8, &info, &b), 0);
+	assert_int_equal(info.size, n);
+	while ((rc = dw_bbuf_next(b, &chunk, &len)) == 1) {
+		assert_true(len <= 64u << 10); /* the configured chunk size */
+		assert_memory_equal((const uint8_t *)chunk, data + got, len);
+		got += len;
+	}
+	assert_int_equal(rc, 0);
+	assert_int_equal(got, n);
+	assert_true(dw_bbuf_peak(b) <= 64u << 20);
+	dw_bbuf_close(b);
+	dw_db_object_clear(&info);
+	free(data);
+}
+
+static void test_metadata_and_overwrite(void **state)
+{
+	struct fixture *f = *state;
+	dw_db_put_opts opts = { .content_type = "text/csv", .meta = "{\"owner\":\"etl\"}" };
+	dw_db_object a, b;
+	dw_source src;
+	uint64_t total;
+	dw_db_list_query q = { 0 };
+	dw_db_page page;
+
+	assert_int_equal(dw_source_from_mem("x,y\n", 4, &src), 0);
+	assert_int_equal(dw_db_put(f->db, NULL, "m/k", 3, &src, &opts, &a), 0);
+	dw_source_close(&src);
+	assert_string_equal(a.content_type, "text/csv");
+	assert_string_equal(a.meta, "{\"owner\":\"etl\"}");
+	usleep(2000);
+	assert_int_equal(put_mem(f->db, "m/k", "longer content", 14, &b), 0);
+	assert_int_equal(b.size, 14);
+	assert_int_equal(b.created_ns, a.created_ns); /* an overwrite keeps the creation time */
+	assert_true(b.modified_ns > a.modified_ns);
+	assert_null(b.meta);
+	dw_db_object_clear(&a);
+	dw_db_object_clear(&b);
+	/* an overwrite does not change the count */
+	assert_int_equal(dw_db_list(f->db, NULL, &q, &page), 0);
+	total = page.total;
+	dw_db_page_clear(&page);
+	assert_int_equal(total, 1);
+}
+
+static void test_bad_keys(void **state)
+{
+	struct fixture *f = *state;
+	char big[1026];
+	const char *bad[] = { "", "a\xff", "\xc0\xaf", "\xed\xa0\x80", "\xe2\x82" };
+	dw_db_object o;
+	dw_source src;
+	dw_db_list_query q = { 0 };
+	dw_db_page page;
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_int_equal(dw_source_from_mem("v", 1, &src), 0);
+		assert_int_equal(dw_db_put(f->db, NULL, bad[i], strlen(bad[i]), &src, NULL, NULL),
+				 DW_EBADKEY);
+		dw_source_close(&src);
+	}
+	assert_int_equal(dw_source_from_mem("v", 1, &src), 0);
+	assert_int_equal(dw_db_put(f->db, NULL, "a\0b", 3, &src, NULL, NULL), DW_EBADKEY);
+	dw_source_close(&src);
+	memset(big, 'k', sizeof(big));
+	assert_int_equal(dw_source_from_mem("v", 1, &src), 0);
+	assert_int_equal(dw_db_put(f->db, NULL, big, 1025, &src, NULL, NULL), DW_EBADKEY);
+	dw_source_close(&src);
+	/* 1024 bytes and multi-byte UTF-8 are fine */
+	assert_int_equal(dw_source_from_mem("v", 1, &src), 0);
+	assert_int_equal(dw_db_put(f->db, NULL, big, 1024, &src, NULL, NULL), 0);
+	dw_source_close(&src);
+	assert_int_equal(put_mem(f->db, "caf\xc3\xa9/\xe2\x82\xac", "v", 1, NULL), 0);
+	assert_int_equal(dw_db_stat(f->db, NULL, "missing", 7, &o), DW_ENOTFOUND);
+	assert_int_equal(dw_db_stat(f->db, "nosuch", "x", 1, &o), DW_ENOTFOUND);
+	assert_non_null(strstr(dw_db_errmsg(f->db), "nosuch"));
+	assert_int_equal(dw_db_list(f->db, NULL, &q, &page), 0);
+	assert_int_equal(page.total, 2); /* nothing from the refused puts */
+	dw_db_page_clear(&page);
+}
+
+static void test_delete(void **state)
+{
+	struct fixture *f = *state;
+	dw_db_object o;
+
+	assert_int_equal(put_mem(f->db, "d/1", "abc", 3, NULL), 0);
+	assert_int_equal(dw_db_delete(f->db, NULL, "d/1", 3), 0);
+	assert_int_equal(dw_db_stat(f->db, NULL, "d/1", 3, &o), DW_ENOTFOUND);
+	assert_int_equal(dw_db_delete(f->db, NULL, "d/1", 3), DW_ENOTFOUND);
+}
+
+static void test_reader_sees_one_version(void **state)
+{
+	struct fixture *f = *state;
+	size_t n = 4 * ROW;
+	uint8_t *v1 = pattern(n, 1), *v2 = pattern(n, 2), *back = NULL;
+	dw_db_reader *r;
+	const void *chunk;
+	size_t len;
+
+	assert_int_equal(put_mem(f->db, "race/k", v1, n, NULL), 0);
+	assert_int_equal(dw_db_reader_open(f->db, NULL, "race/k", 6, NULL, &r), 0);
+	assert_int_equal(dw_db_reader_next(r, &chunk, &len), 1);
+	assert_memory_equal(chunk, v1, len);
+	/* overwrite while the reader is mid-object: it must fail, not return v2's bytes */
+	assert_int_equal(put_mem(f->db, "race/k", v2, n, NULL), 0);
+	assert_int_equal(dw_db_reader_next(r, &chunk, &len), DW_ECONFLICT);
+	assert_int_equal(dw_db_reader_next(r, &chunk, &len), DW_ECONFLICT); /* sticky */
+	dw_db_reader_close(r);
+	/* a reader opened now sees v2 whole */
+	assert_int_equal(get_all(f->db, "race/k", &back, &len), 0);
+	assert_memory_equal(back, v2, n);
+	free(back);
+	/* delete under a reader: same rule */
+	assert_int_equal(dw_db_reader_open(f->db, NULL, "race/k", 6, NULL, &r), 0);
+	assert_int_equal(dw_db_delete(f->db, NULL, "race/k", 6), 0);
+	assert_int_equal(dw_db_reader_next(r, &chunk, &len), DW_ECONFLICT);
+	dw_db_reader_close(r);
+	free(v1);
+	free(v2);
+}
+
+/* A source that fails after `ok` bytes. */
+struct failing {
+	size_t ok, given;
+};
+
+static ssize_t failing_read(void *ctx, void *buf, size_t len)
+{
+	struct failing *fs = ctx;
+
+	if (fs->given >= fs->ok)
+		return -EIO;
+	if (len > fs->ok - fs->given)
+		len = fs->ok - fs->given;
+	memset(buf, 'z', len);
+	fs->given += len;
+	return (ssize_t)len;
+}
+
+static long count_rows(const char *path, const char *table)
+{
+	sqlite3 *db;
+	sqlite3_stmt *st;
+	char sql[64];
+	long n = -1;
+
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	snprintf(sql, sizeof(sql), "SELECT count(*) FROM %s", table);
+	assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		n = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return n;
+}
+
+static void test_failed_put_leaves_nothing(void **state)
+{
+	struct fixture *f = *state;
+	struct failing fs = { .ok = 5 * ROW + 100 };
+	dw_source src = { .read = failing_read, .close = NULL, .ctx = &fs };
+	dw_db_object o;
+
+	assert_int_equal(dw_db_put(f->db, NULL, "fail/k", 6, &src, NULL, NULL), -EIO);
+	assert_int_equal(dw_db_stat(f->db, NULL, "fail/k", 6, &o), DW_ENOTFOUND);
+	assert_int_equal(count_rows(f->path, "chunks"), 0);
+	assert_int_equal(count_rows(f->path, "pending"), 0);
+}
+
+/* A source that yields forever, slowly enough to be killed mid-put. */
+static ssize_t endless_read(void *ctx, void *buf, size_t len)
+{
+	int *wfd = ctx;
+
+	memset(buf, 'e', len);
+	if (*wfd >= 0) {
+		if (write(*wfd, "x", 1) != 1)
+			_exit(3);
+		close(*wfd);
+		*wfd = -1;
+	}
+	usleep(200);
+	return (ssize_t)len;
+}
+
+static void test_put_killed(void **state)
+{
+	struct fixture *f = *state;
+	int p[2];
+	pid_t pid;
+	char c;
+	dw_db_object o;
+	int status;
+
+	assert_int_equal(pipe(p), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		dw_db_config cfg;
+		dw_db *db;
+		char err[128];
+		int wfd = p[1];
+		dw_source src = { .read = endless_read, .ctx = &wfd };
+
+		close(p[0]);
+		dw_db_config_default(&cfg);
+		cfg.strategies[0] = f->uri;
+		cfg.n_strategies = 1;
+		if (dw_db_open(&cfg, &db, err, sizeof(err)) != 0)
+			_exit(2);
+		dw_db_put(db, NULL, "crash/k", 7, &src, NULL, NULL);
+		_exit(1);
+	}
+	close(p[1]);
+	assert_int_equal(read(p[0], &c, 1), 1);
+	close(p[0]);
+	/* let it write several batches of rows, then kill it */
+	while (count_rows(f->path, "chunks") < 16)
+		usleep(10000);
+	kill(pid, SIGKILL);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFSIGNALED(status));
+	assert_int_equal(dw_db_stat(f->db, NULL, "crash/k", 7, &o), DW_ENOTFOUND);
+	assert_true(count_rows(f->path, "chunks") >= 16);
+	/* reopening collects the orphaned rows of the dead put */
+	dw_db_close(f->db);
+	assert_int_equal(open_db(f), 0);
+	assert_int_equal(count_rows(f->path, "chunks"), 0);
+	assert_int_equal(count_rows(f->path, "pending"), 0);
+	assert_int_equal(dw_db_stat(f->db, NULL, "crash/k", 7, &o), DW_ENOTFOUND);
+}
+
+static void test_pages_and_tokens(void **state)
+{
+	struct fixture *f = *state;
+	dw_db_list_query q = { .prefix = "p/", .prefix_len = 2, .limit = 7 };
+	dw_db_page page;
+	char key[32], *tok = NULL;
+	size_t seen = 0;
+	int rc;
+
+	for (int i = 0; i < 50; i++) {
+		snprintf(key, sizeof(key), "p/%03d", i);
+		assert_int_equal(put_mem(f->db, key, "v", 1, NULL), 0);
+	}
+	assert_int_equal(put_mem(f->db, "q/other", "v", 1, NULL), 0);
+	assert_int_equal(put_mem(f->db, "p", "v", 1, NULL), 0); /* not under "p/" */
+	do {
+		q.page_token = tok;
+		rc = dw_db_list(f->db, NULL, &q, &page);
+		assert_int_equal(rc, 0);
+		assert_int_equal(page.total, 50);
+		for (size_t i = 0; i < page.n; i++) {
+			snprintf(key, sizeof(key), "p/%03zu", seen + i);
+			assert_int_equal(page.items[i].key_len, strlen(key));
+			assert_memory_equal(page.items[i].key, key, strlen(key));
+		}
+		seen += page.n;
+		free(tok);
+		tok = page.next_token ? strdup(page.next_token) : NULL;
+		assert_true(page.has_more == (tok != NULL));
+		dw_db_page_clear(&page);
+	} while (tok);
+	assert_int_equal(seen, 50);
+
+	/* a token is bound to its query: another prefix refuses it */
+	q.prefix = "p/";
+	q.page_token = NULL;
+	assert_int_equal(dw_db_list(f->db, NULL, &q, &page), 0);
+	tok = strdup(page.next_token);
+	dw_db_page_clear(&page);
+	q.prefix = "q/";
+	q.page_token = tok;
+	assert_int_equal(dw_db_list(f->db, NULL, &q, &page), DW_ETOKEN);
+	assert_non_null(strstr(dw_db_errmsg(f->db), "token"));
+	/* tampering is refused */
+	q.prefix = "p/";
+	tok[strlen(tok) / 2] ^= 1;
+	assert_int_equal(dw_db_list(f->db, NULL, &q, &page), DW_ETOKEN);
+	free(tok);
+	q.page_token = "garbage";
+	assert_int_equal(dw_db_list(f->db, NULL, &q, &page), DW_ETOKEN);
+	q.page_token = NULL;
+	q.limit = DW_DB_PAGE_MAX + 1;
+	assert_int_equal(dw_db_list(f->db, NULL, &q, &page), DW_ELIMIT);
+}
+
+static void test_walk_exactly_once_under_churn(void **state)
+{
+	struct fixture *f = *state;
+	dw_db_list_query q = { .prefix = "w/", .prefix_len = 2, .limit = 10 };
+	dw_db_page page;
+	char key[32], *tok = NULL;
+	int seen[100] = { 0 }, round = 0;
+
+	for (int i = 0; i < 100; i += 2) { /* stable keys: even numbers */
+		snprintf(key, sizeof(key), "w/%03d", i);
+		assert_int_equal(put_mem(f->db, key, "v", 1, NULL), 0);
+	}
+	do {
+		q.page_token = tok;
+		assert_int_equal(dw_db_list(f->db, NULL, &q, &page), 0);
+		for (size_t i = 0; i < page.n; i++) {
+			int k = atoi((const char *)page.items[i].key + 2);
+
+			if (k % 2 == 0)
+				seen[k]++;
+		}
+		free(tok);
+		tok = page.next_token ? strdup(page.next_token) : NULL;
+		dw_db_page_clear(&page);
+		/* churn odd keys everywhere, before and after the cursor */
+		for (int j = 1; j < 100; j += 2) {
+			snprintf(key, sizeof(key), "w/%03d", j);
+			if ((j + round) % 3 == 0)
+				assert_int_equal(put_mem(f->db, key, "o", 1, NULL), 0);
+			else
+				dw_db_delete(f->db, NULL, key, strlen(key));
+		}
+		round++;
+	} while (tok);
+	for (int i = 0; i < 100; i += 2)
+		assert_int_equal(seen[i], 1);
+}
+
+static void test_counts_and_stream(void **state)
+{
+	struct fixture *f = *state;
+	dw_db_list_query q = { 0 };
+	dw_db_page page;
+	dw_db_lister *l;
+	const dw_db_object *o;
+	char key[64];
+	int n = 0, rc;
+
+	for (int i = 0; i < 600; i++) {
+		snprintf(key, sizeof(key), "%s/%s/%04d", i % 3 ? "a" : "b", i % 2 ? "x" : "y", i);
+		assert_int_equal(put_mem(f->db, key, "v", 1, NULL), 0);
+	}
+	q.prefix = "a/";
+	q.prefix_len = 2;
+	assert_int_equal(dw_db_list(f->db, NULL, &q, &page), 0);
+	assert_int_equal(page.total, 400);
+	dw_db_page_clear(&page);
+	q.prefix = "a/x/";
+	q.prefix_len = 4;
+	assert_int_equal(dw_db_list(f->db, NULL, &q, &page), 0);
+	assert_int_equal(page.total, 200);
+	dw_db_page_clear(&page);
+	q.prefix = "a/x/00"; /* not a '/' boundary: counted by range */
+	q.prefix_len = 6;
+	assert_int_equal(dw_db_list(f->db, NULL, &q, &page), 0);
+	assert_int_equal(page.total, 33); /* odd i < 100, not multiples of 3 */
+	dw_db_page_clear(&page);
+	for (int i = 0; i < 600; i += 5) {
+		snprintf(key, sizeof(key), "%s/%s/%04d", i % 3 ? "a" : "b", i % 2 ? "x" : "y", i);
+		assert_int_equal(dw_db_delete(f->db, NULL, key, strlen(key)), 0);
+	}
+	q.prefix = NULL;
+	q.prefix_len = 0;
+	assert_int_equal(dw_db_list(f->db, NULL, &q, &page), 0);
+	assert_int_equal(page.total, 480);
+	dw_db_page_clear(&page);
+	/* the streaming walk sees every key once, in order, across many batches */
+	assert_int_equal(dw_db_lister_open(f->db, NULL, "a/", 2, 0, &l), 0);
+	key[0] = '\0';
+	while ((rc = dw_db_lister_next(l, &o)) == 1) {
+		char k[64];
+
+		snprintf(k, sizeof(k), "%.*s", (int)o->key_len, (const char *)o->key);
+		assert_true(strcmp(k, key) > 0);
+		strcpy(key, k);
+		n++;
+	}
+	assert_int_equal(rc, 0);
+	assert_int_equal(n, 320);
+	dw_db_lister_close(l);
+}
+
+struct seen_metrics {
+	double objects, bytes, puts;
+};
+
+static void grab_metric(void *arg, const dw_metric *m)
+{
+	struct seen_metrics *sm = arg;
+
+	if (strcmp(m->name, "objects") == 0)
+		sm->objects = m->value;
+	else if (strcmp(m->name, "stored_bytes") == 0)
+		sm->bytes = m->value;
+	else if (strcmp(m->name, "puts_total") == 0)
+		sm->puts = m->value;
+}
+
+static void test_scalable_limits_and_metrics(void **state)
+{
+	struct fixture *f = *state;
+	const dw_scalable *sc = dw_db_scalable(f->db);
+	struct seen_metrics sm = { 0 };
+	dw_limit_change bad[2] = { { .name = "chunk_size", .value = 1 << 20 },
+				   { .name = "buffer_cap", .value = 512 << 10 } };
+	dw_limit_change good = { .name = "chunk_size", .value = 128 << 10 };
+	dw_limit_change unknown = { .name = "nope", .value = 1 };
+	uint8_t *data = pattern(1 << 20, 3);
+	dw_bbuf *b;
+	const void *chunk;
+	size_t len, biggest = 0;
+	char err[160];
+	int rc;
+
+	assert_string_equal(sc->name, "db");
+	assert_int_equal(put_mem(f->db, "s/1", data, 1 << 20, NULL), 0);
+	assert_int_equal(put_mem(f->db, "s/2", "xy", 2, NULL), 0);
+	assert_int_equal(put_mem(f->db, "s/2", "xyz", 3, NULL), 0);
+	sc->ops->metrics(sc->self, grab_metric, &sm);
+	assert_true(sm.objects == 2);
+	assert_true(sm.bytes == (1 << 20) + 3);
+	assert_true(sm.puts == 3);
+	/* cap below chunk: refused as a whole, nothing applied */
+	assert_int_equal(sc->ops->reconfigure(sc->self, bad, 2, err, sizeof(err)), DW_ELIMIT);
+	assert_non_null(strstr(err, "buffer_cap"));
+	assert_int_equal(sc->ops->reconfigure(sc->self, &unknown, 1, err, sizeof(err)), DW_ELIMIT);
+	assert_non_null(strstr(err, "nope"));
+	assert_int_equal(sc->ops->reconfigure(sc->self, &good, 1, err, sizeof(err)), 0);
+	assert_int_equal(dw_db_get(f->db, NULL, "s/1", 3, NULL, &b), 0);
+	while ((rc = dw_bbuf_next(b, &chunk, &len)) == 1)
+		biggest = len > biggest ? len : biggest;
+	assert_int_equal(rc, 0);
+	assert_int_equal(biggest, 128 << 10); /* the new chunk size is in force */
+	dw_bbuf_close(b);
+	assert_int_equal(sc->ops->state(sc->self), DW_BP_NORMAL);
+	free(data);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_round_trip_sizes, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_streaming_get_through_bbuf, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_metadata_and_overwrite, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_bad_keys, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_delete, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reader_sees_one_version, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_failed_put_leaves_nothing, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_put_killed, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pages_and_tokens, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_walk_exactly_once_under_churn, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_counts_and_stream, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_scalable_limits_and_metrics, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
