@@ -178,15 +178,102 @@ static int path_join(char *out, size_t cap, const char *dir, const char *name)
 }
 
 #if DW_HAVE_CONFIG
-#error "configuration support: fill in load_config with the dw_config API"
-#endif
+static const char *const known_sections[] = { "server", "log",	  "cache",  "store", "db",
+					      "io",	"backup", "fabric", NULL };
+static const char *const server_keys[] = { "listen", "data", "max_body", "admin_token_file", NULL };
+static const char *const log_keys[] = { "level", NULL };
+static const char *const cache_keys[] = { "max_entries", "max_bytes", "ttl", NULL };
 
+static int copy_value(const dw_config *cfg, const char *section, const char *key, char *out,
+		      size_t cap, char *err, size_t errlen)
+{
+	const char *v = dw_config_get(cfg, section, key);
+
+	if (!v)
+		return 0;
+	if (!*v)
+		return dw_config_error(cfg, section, key, err, errlen, "must not be empty");
+	if (snprintf(out, cap, "%s", v) >= (int)cap)
+		return dw_config_error(cfg, section, key, err, errlen, "value is too long");
+	return 0;
+}
+
+/* Read [server], [log] and [cache] into o; unknown keys in them are errors. */
+static int load_config(const char *path, struct serve_opts *o)
+{
+	dw_config *cfg = NULL;
+	char err[DW_CONFIG_ERR_LEN + 256];
+	uint64_t v;
+	const char *lvl;
+	int rc;
+
+	rc = dw_config_load(path, &cfg, err, sizeof(err));
+	if (rc < 0)
+		goto out;
+	rc = dw_config_check_sections(cfg, known_sections, err, sizeof(err));
+	if (rc == 0)
+		rc = dw_config_check_keys(cfg, "server", server_keys, err, sizeof(err));
+	if (rc == 0)
+		rc = dw_config_check_keys(cfg, "log", log_keys, err, sizeof(err));
+	if (rc == 0)
+		rc = dw_config_check_keys(cfg, "cache", cache_keys, err, sizeof(err));
+	if (rc == 0)
+		rc = copy_value(cfg, "server", "listen", o->listen, sizeof(o->listen), err,
+				sizeof(err));
+	if (rc == 0)
+		rc = copy_value(cfg, "server", "data", o->data, sizeof(o->data) - 32, err,
+				sizeof(err));
+	if (rc == 0)
+		rc = copy_value(cfg, "server", "admin_token_file", o->admin_token_file,
+				sizeof(o->admin_token_file), err, sizeof(err));
+	if (rc == 0)
+		rc = dw_config_get_size(cfg, "server", "max_body", o->max_body, &v, err,
+					sizeof(err));
+	if (rc == 0) {
+		if (v < 64 || v > DW_SERVER_RESPONSE_MAX)
+			rc = dw_config_error(cfg, "server", "max_body", err, sizeof(err),
+					     "must be between 64 B and %u MiB",
+					     DW_SERVER_RESPONSE_MAX >> 20);
+		else
+			o->max_body = (size_t)v;
+	}
+	lvl = dw_config_get(cfg, "log", "level");
+	if (rc == 0 && lvl && dw_log_level_parse(lvl, &o->log_level) < 0)
+		rc = dw_config_error(cfg, "log", "level", err, sizeof(err),
+				     "expected debug, info, warn, error or off, got '%s'", lvl);
+	if (rc == 0)
+		rc = dw_config_get_u64(cfg, "cache", "max_entries", o->cache_max_entries, &v, err,
+				       sizeof(err));
+	if (rc == 0)
+		o->cache_max_entries = (size_t)v;
+	if (rc == 0)
+		rc = dw_config_get_size(cfg, "cache", "max_bytes", o->cache_max_bytes, &v, err,
+					sizeof(err));
+	if (rc == 0) {
+		if (v > SIZE_MAX)
+			rc = dw_config_error(cfg, "cache", "max_bytes", err, sizeof(err),
+					     "is too large");
+		else
+			o->cache_max_bytes = (size_t)v;
+	}
+	if (rc == 0)
+		rc = dw_config_get_duration_ms(cfg, "cache", "ttl", o->cache_ttl_ms,
+					       &o->cache_ttl_ms, err, sizeof(err));
+out:
+	dw_config_close(cfg);
+	if (rc < 0)
+		return fail(rc == DW_ECONFIG || rc == -ENOENT ? DW_EXIT_USAGE : DW_EXIT_ERROR, "%s",
+			    err);
+	return 0;
+}
+#else
 static int load_config(const char *path, struct serve_opts *o)
 {
 	(void)o;
 	/* GAP: dw_config has not landed yet; --config is refused until it does. */
 	return fail(DW_EXIT_USAGE, "%s: configuration files are not supported by this build", path);
 }
+#endif
 
 static void *cjson_malloc(size_t n)
 {

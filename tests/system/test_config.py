@@ -1,0 +1,71 @@
+# SPDX-License-Identifier: MIT
+"""Configuration file handling of `dwscale serve`."""
+import signal
+import subprocess
+import time
+
+from conftest import run
+
+
+def test_config_unknown_key_fails_with_location(dwscale_bin, tmp_path):
+    cfg = tmp_path / "dwscale.ini"
+    cfg.write_text("[server]\nlisten = 127.0.0.1:1\n\n[cache]\nmax_entries = 100\nmax_entrys = 5\n")
+    p = run(dwscale_bin, "serve", "--config", str(cfg), "--data", str(tmp_path / "var"),
+            timeout=30)
+    assert p.returncode == 2, p.stderr
+    assert f"{cfg}:6" in p.stderr and "max_entrys" in p.stderr
+
+
+def test_config_applies_and_flags_override(start_server, tmp_path):
+    cfg = tmp_path / "dwscale.ini"
+    cfg.write_text("[server]\nlisten = 127.0.0.1:1\nmax_body = 1KiB\n\n"
+                   "[log]\nlevel = info\n\n[cache]\nmax_entries = 123\nttl = 5s\n")
+    s = start_server(["--config", str(cfg)])  # --listen and --data from the fixture win
+    cache = s.get_json("/v1/subsystems/cache")
+    assert cache["limits"]["max_entries"]["value"] == 123
+    assert cache["limits"]["ttl_seconds"]["value"] == 5
+    r = s.request("PUT", "/v1/subsystems/cache/limits", body=b" " * 2048 + b"{}",
+                  headers={"Authorization": f"Bearer {s.admin_token()}"})
+    assert r.status == 413
+
+
+def test_config_bad_value_and_missing_file(dwscale_bin, tmp_path):
+    cfg = tmp_path / "dwscale.ini"
+    cfg.write_text("[cache]\nmax_bytes = lots\n")
+    p = run(dwscale_bin, "serve", "--config", str(cfg), "--data", str(tmp_path / "var"))
+    assert p.returncode == 2
+    assert f"{cfg}:2:" in p.stderr and "max_bytes" in p.stderr
+    cfg.write_text("[server]\nmax_body = 1\n")
+    p = run(dwscale_bin, "serve", "--config", str(cfg), "--data", str(tmp_path / "var"))
+    assert p.returncode == 2 and "max_body" in p.stderr
+    cfg.write_text("[log]\nlevel = loud\n")
+    p = run(dwscale_bin, "serve", "--config", str(cfg), "--data", str(tmp_path / "var"))
+    assert p.returncode == 2 and "level" in p.stderr
+    p = run(dwscale_bin, "serve", "--config", str(tmp_path / "missing.ini"))
+    assert p.returncode == 2 and "missing.ini" in p.stderr
+
+
+def test_config_sets_listen_and_data(dwscale_bin, tmp_path):
+    import urllib.request
+    from conftest import free_port
+    port = free_port()
+    data = tmp_path / "from-config"
+    cfg = tmp_path / "dwscale.ini"
+    cfg.write_text(f"[server]\nlisten = 127.0.0.1:{port}\ndata = {data}\n")
+    proc = subprocess.Popen([dwscale_bin, "serve", "--config", str(cfg)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
+                    assert r.status == 200
+                    break
+            except OSError:
+                assert proc.poll() is None, proc.stderr.read()
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+        assert (data / "admin.token").exists()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
