@@ -219,3 +219,39 @@ def test_wrong_method_405(server):
     r = server.request("DELETE", "/v1/subsystems/cache/limits")
     assert r.status == 405
     assert "PUT" in r.headers["Allow"]
+
+
+def test_concurrent_scrapes_and_reconfigures(server):
+    # Readers and writers at once, over several connections: every answer is whole and right,
+    # and the last value written is the one that stays.
+    import threading
+    token = server.admin_token()
+    errors = []
+
+    def reader():
+        for _ in range(40):
+            r = server.request("GET", "/metrics")
+            if r.status != 200 or "dwscale_cache_capacity_entries" not in r.body:
+                errors.append(("metrics", r.status))
+            r = server.request("GET", "/v1/subsystems")
+            if r.status != 200 or not r.json()["subsystems"]:
+                errors.append(("subsystems", r.status))
+
+    def writer(k):
+        for i in range(40):
+            r = put_limits(server, {"max_entries": 1000 + k * 100 + i}, token=token)
+            if r.status != 200:
+                errors.append(("put", r.status, r.body))
+
+    threads = [threading.Thread(target=reader) for _ in range(4)]
+    threads += [threading.Thread(target=writer, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    put_limits(server, {"max_entries": 777}, token=token)
+    assert cache_limit(server, "max_entries") == 777
+    m = server.request("GET", "/metrics").body
+    assert metric_value(m, "dwscale_cache_capacity_entries") == 777
+    assert metric_value(m, 'dwscale_http_requests_total{code="2xx"}') >= 400
