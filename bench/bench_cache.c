@@ -4,7 +4,7 @@
  * real traces and synthetic Zipf workloads; then get-or-put throughput with 1 and 2 threads
  * against a mutex-protected LRU; then peak RSS.
  *
- *   bench_cache TRACE_DIR [--quick | --throughput]
+ *   bench_cache TRACE_DIR [--quick | --ratio | --throughput]
  *
  * TRACE_DIR holds lirs/NAME.trace.gz (one decimal key per line, '*' lines skipped) and
  * cache2k/NAME.trace.xz (big-endian int32 stream), decompressed through popen("gzip -dc" / "xz
@@ -543,6 +543,7 @@ int main(int argc, char **argv)
 {
 	bool quick = argc > 2 && strcmp(argv[2], "--quick") == 0;
 	bool tp_only = argc > 2 && strcmp(argv[2], "--throughput") == 0;
+	bool ratio_only = argc > 2 && strcmp(argv[2], "--ratio") == 0;
 	struct trace t;
 	struct rusage ru;
 	char path[4096];
@@ -582,7 +583,8 @@ int main(int argc, char **argv)
 	}
 
 	memset(&t, 0, sizeof(t));
-	d = make_synth(&t, "zipf0.99", quick ? 100000 : 1000000, quick ? 1000000 : 10000000, 0, 0);
+	d = make_synth(&t, "zipf0.99", quick || ratio_only ? 100000 : 1000000,
+		       quick || ratio_only ? 1000000 : 10000000, 0, 0);
 	if (d < 0)
 		return 1;
 	run_table(&t, (size_t)d);
@@ -596,6 +598,8 @@ int main(int argc, char **argv)
 	run_table(&t, 100000); /* sizes relative to the Zipf key space, not the scan keys */
 	free(t.ids);
 	printf("cells below LRU: %d of %d\n\n", below_lru, cells);
+	if (ratio_only)
+		return 0;
 tp:
 	memset(&t, 0, sizeof(t));
 	d = make_synth(&t, "zipf-tp", 1000000, quick ? 2000000 : 8000000, 0, 0);

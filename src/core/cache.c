@@ -53,9 +53,19 @@
 #define CACHE_HAVE_STORE 0
 #endif
 
-#define SMALL_PCT	      10 /* small FIFO share of the bounds: the S3-FIFO paper's value */
-#define MOVE_MIN	      1 /* hits needed in small to be promoted to main ("accessed again") */
-#define FREQ_MAX	      3 /* 2-bit frequency counter */
+#ifndef SMALL_PCT
+#define SMALL_PCT 10 /* small FIFO share of the bounds: the S3-FIFO paper's value */
+#endif
+#ifndef MOVE_MIN
+#define MOVE_MIN 1 /* hits needed in small to be promoted to main ("accessed again") */
+#endif
+#ifndef FILL_MAIN
+#define FILL_MAIN 1
+#endif
+#ifndef GHOST_PCT
+#define GHOST_PCT 90 /* ghost length, % of max_entries */
+#endif
+#define FREQ_MAX	      3	    /* 2-bit frequency counter */
 #define GHOST_UNBOUNDED	      65536 /* ghost length when the count is unbounded (max_bytes only) */
 #define BUCKETS_MIN	      64
 #define BUCKETS_UNBOUNDED_MAX (1u << 22) /* index cap when max_entries is 0 */
@@ -386,8 +396,20 @@ static bool small_over_share(const dw_cache *c)
 	return false;
 }
 
+/* Main holds less than its share (warm-up, or after deletes and expirations). */
+static bool main_under_share(const dw_cache *c)
+{
+	const struct queue *m = &c->q[Q_MAIN];
+
+	if (c->max_entries && m->n * 100 >= c->max_entries * (100 - SMALL_PCT))
+		return false;
+	if (c->max_bytes && m->bytes >= c->max_bytes / 100 * (100 - SMALL_PCT))
+		return false;
+	return c->max_entries || c->max_bytes;
+}
+
 /* Rule 3 of the header, until every bound holds. */
-static void evict_to_bounds(dw_cache *c)
+static void evict_to_bounds(dw_cache *c, const struct entry *keep)
 {
 	uint64_t now = 0;
 	bool have_now = false;
@@ -397,7 +419,23 @@ static void evict_to_bounds(dw_cache *c)
 			c->q[Q_SMALL].n > 0 && (small_over_share(c) || c->q[Q_MAIN].n == 0);
 		struct queue *q = &c->q[from_small ? Q_SMALL : Q_MAIN];
 		struct entry *e = q->tail;
-		unsigned freq = atomic_load_explicit(&e->freq, memory_order_relaxed);
+		unsigned freq;
+
+		if (e == keep && !(from_small && FILL_MAIN && main_under_share(c))) {
+			/*
+			 * The entry this put inserted is never its own victim while the other
+			 * queue has one: an entry larger than small's byte share would otherwise
+			 * vanish before anyone could read it.
+			 */
+			struct queue *o = &c->q[from_small ? Q_MAIN : Q_SMALL];
+
+			if (o->n > 0) {
+				from_small = !from_small;
+				q = o;
+				e = o->tail;
+			}
+		}
+		freq = atomic_load_explicit(&e->freq, memory_order_relaxed);
 
 		if (atomic_load_explicit(&c->ttl_ns, memory_order_relaxed)) {
 			if (!have_now) {
@@ -411,7 +449,7 @@ static void evict_to_bounds(dw_cache *c)
 			}
 		}
 		if (from_small) {
-			if (freq >= MOVE_MIN) {
+			if (freq >= MOVE_MIN || (FILL_MAIN && main_under_share(c))) {
 				queue_unlink(q, e);
 				atomic_store_explicit(&e->freq, 0, memory_order_relaxed);
 				e->queue = Q_MAIN;
@@ -435,8 +473,9 @@ static size_t ghost_cap_for(size_t max_entries)
 {
 	if (max_entries == 0)
 		return GHOST_UNBOUNDED;
-	/* the ghost is as long as main's share of the entries */
-	return max_entries - max_entries / 100 * SMALL_PCT;
+	if (max_entries > SIZE_MAX / GHOST_PCT)
+		return SIZE_MAX / 100;
+	return max_entries * GHOST_PCT / 100 + 1;
 }
 
 static size_t max_buckets_for(size_t max_entries)
@@ -488,7 +527,7 @@ static void insert_locked(dw_cache *c, struct entry *e)
 		index_maybe_grow(c);
 	}
 	atomic_fetch_add_explicit(&c->inserts, 1, memory_order_relaxed);
-	evict_to_bounds(c);
+	evict_to_bounds(c, e);
 }
 
 /* Remove key if present (lock held for writing); true if it was there. */
@@ -1093,7 +1132,7 @@ static int resize_locked(dw_cache *c, size_t max_entries, size_t max_bytes)
 	}
 	c->max_entries = max_entries;
 	c->max_bytes = max_bytes;
-	evict_to_bounds(c);
+	evict_to_bounds(c, NULL);
 	return 0;
 }
 
