@@ -40,6 +40,32 @@ const struct dw__cmd dw__commands[] = {
 	  "\n"
 	  "  --server URL  the daemon to ask (default $DWSCALE_SERVER or http://127.0.0.1:7070)\n"
 	  "  --json        print the server's JSON document as it is\n" },
+	{ "object", dw__cmd_object, "put, get, stat, remove and list stored objects",
+	  "usage: dwscale object put KEY [FILE|-] [--content-type T] [--meta JSON] [--json]\n"
+	  "       dwscale object get KEY [-o FILE|-]\n"
+	  "       dwscale object stat KEY\n"
+	  "       dwscale object rm KEY\n"
+	  "       dwscale object ls [--prefix P] [--limit N] [--page-token T] [--all] [--json]\n"
+	  "\n"
+	  "Objects live in the node's database storage (default: SQLite at DATA/objects.db).\n"
+	  "put reads FILE or stdin to its end and publishes the object atomically; get writes\n"
+	  "stdout, or FILE through a temporary file renamed into place once complete and\n"
+	  "checked against its SHA-256. ls prints one page (default 100, at most 1000) and, on\n"
+	  "stderr, the --page-token for the next; --all streams every match; --json prints one\n"
+	  "JSON document per page (one JSON object per line with --all).\n"
+	  "\n"
+	  "  --db NAME|URI   a strategy named in the config, or a URI (sqlite:PATH,\n"
+	  "                  postgresql://...) used alone\n"
+	  "  --data DIR      data directory (default $DWSCALE_DATA or ./var)\n"
+	  "  --config FILE   INI configuration; [db] strategies = NAME=URI, ...\n"
+	  "\n"
+	  "Exit status: 0 ok, 2 bad key/token/usage, 3 no such key, 4 backend unreachable.\n" },
+	{ "db", dw__cmd_db, "check the health of every database strategy",
+	  "usage: dwscale db health [--timeout SECONDS] [--json] [--db NAME|URI] [--data DIR]\n"
+	  "                         [--config FILE]\n"
+	  "\n"
+	  "Check every strategy at once; one that does not answer within the timeout (default\n"
+	  "5 s) is reported as timed out. Exit status 0 if all are healthy, 4 otherwise.\n" },
 	{ "help", dw__cmd_help, "show help for dwscale or one command",
 	  "usage: dwscale help [COMMAND]\n" },
 	{ NULL, NULL, NULL, NULL },
