@@ -27,9 +27,11 @@
  * version so that the kid and the MAC can be found without trusting the version byte.
  *
  * Threads and locking: a keyring is shared by every request thread. keys[] and nkeys are
- * protected by kr->lock (a rwlock): encode and decode hold it shared while they copy or use a
- * key; rotate, remove and reload hold it exclusive, and also serialise their file writes under
- * it. The clock and path never change after open. Nothing else is shared.
+ * protected by kr->lock (a writer-preferring rwlock): encode and decode hold it shared while they
+ * use a key. Rotate, remove and reload first take kr->wlock (a mutex that serialises changes),
+ * build the new key set and write the file without blocking readers, then hold kr->lock
+ * exclusive only to copy the new keys in. Lock order: wlock, then lock. Holding wlock is enough
+ * to read keys[] (only wlock holders change it). The clock and path never change after open.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -73,6 +75,7 @@ struct key {
 
 struct dw_token_keyring {
 	pthread_rwlock_t lock;
+	pthread_mutex_t wlock; /* serialises rotate/remove/reload */
 	const dw_clock *clock;
 	char *path;			       /* NULL: in memory only */
 	size_t nkeys;			       /* protected by lock */
@@ -448,10 +451,25 @@ fail:
 static dw_token_keyring *kr_new(const dw_clock *clock)
 {
 	dw_token_keyring *kr = dw_calloc(1, sizeof(*kr));
+	pthread_rwlockattr_t attr;
+	int rc;
 
 	if (!kr)
 		return NULL;
-	if (pthread_rwlock_init(&kr->lock, NULL) != 0) {
+	/* Readers are every request; a rotation must not wait behind an endless stream of them. */
+	if (pthread_rwlockattr_init(&attr) != 0) {
+		dw_free(kr);
+		return NULL;
+	}
+	pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	rc = pthread_rwlock_init(&kr->lock, &attr);
+	pthread_rwlockattr_destroy(&attr);
+	if (rc != 0) {
+		dw_free(kr);
+		return NULL;
+	}
+	if (pthread_mutex_init(&kr->wlock, NULL) != 0) {
+		pthread_rwlock_destroy(&kr->lock);
 		dw_free(kr);
 		return NULL;
 	}
@@ -544,12 +562,13 @@ void dw_token_keyring_close(dw_token_keyring *kr)
 	if (!kr)
 		return;
 	OPENSSL_cleanse(kr->keys, sizeof(kr->keys));
+	pthread_mutex_destroy(&kr->wlock);
 	pthread_rwlock_destroy(&kr->lock);
 	dw_free(kr->path);
 	dw_free(kr);
 }
 
-/* Install keys[0..n) as the keyring's content, persisting first. Caller holds the write lock. */
+/* Make keys[0..n) the keyring's content, persisting first. Caller holds wlock, not lock. */
 static int install_locked(dw_token_keyring *kr, const struct key *keys, size_t n)
 {
 	int rc = 0;
@@ -564,9 +583,11 @@ static int install_locked(dw_token_keyring *kr, const struct key *keys, size_t n
 			return rc;
 		}
 	}
+	pthread_rwlock_wrlock(&kr->lock);
 	OPENSSL_cleanse(kr->keys, sizeof(kr->keys));
 	memcpy(kr->keys, keys, n * sizeof(*keys));
 	kr->nkeys = n;
+	pthread_rwlock_unlock(&kr->lock);
 	return rc;
 }
 
@@ -578,7 +599,7 @@ int dw_token_keyring_rotate(dw_token_keyring *kr)
 
 	if (!kr)
 		return DW_EUSAGE;
-	pthread_rwlock_wrlock(&kr->lock);
+	pthread_mutex_lock(&kr->wlock);
 	rc = new_key(kr->keys, kr->nkeys, &keys[0]);
 	if (rc < 0)
 		goto out;
@@ -589,7 +610,7 @@ int dw_token_keyring_rotate(dw_token_keyring *kr)
 		dw_log(DW_LOG_INFO, "token", "keyring_rotated", "kid=%08x keys=%zu", keys[0].kid,
 		       n + 1);
 out:
-	pthread_rwlock_unlock(&kr->lock);
+	pthread_mutex_unlock(&kr->wlock);
 	OPENSSL_cleanse(keys, sizeof(keys));
 	return rc;
 }
@@ -602,7 +623,7 @@ int dw_token_keyring_remove(dw_token_keyring *kr, uint32_t kid)
 
 	if (!kr)
 		return DW_EUSAGE;
-	pthread_rwlock_wrlock(&kr->lock);
+	pthread_mutex_lock(&kr->wlock);
 	if (kr->keys[0].kid == kid) {
 		rc = DW_EUSAGE;
 		goto out;
@@ -616,7 +637,7 @@ int dw_token_keyring_remove(dw_token_keyring *kr, uint32_t kid)
 	if (rc == 0)
 		rc = install_locked(kr, keys, n);
 out:
-	pthread_rwlock_unlock(&kr->lock);
+	pthread_mutex_unlock(&kr->wlock);
 	OPENSSL_cleanse(keys, sizeof(keys));
 	return rc;
 }
@@ -631,6 +652,8 @@ int dw_token_keyring_reload(dw_token_keyring *kr)
 		return DW_EUSAGE;
 	if (!kr->path)
 		return 0;
+	/* Under wlock, so a rotation cannot land between the read and the swap. */
+	pthread_mutex_lock(&kr->wlock);
 	rc = read_keys(kr->path, keys, err, sizeof(err));
 	if (rc < 0) {
 		dw_log(DW_LOG_ERROR, "token", "keyring_reload_failed", "err=%s msg=%s",
@@ -644,6 +667,7 @@ int dw_token_keyring_reload(dw_token_keyring *kr)
 	pthread_rwlock_unlock(&kr->lock);
 	rc = 0;
 out:
+	pthread_mutex_unlock(&kr->wlock);
 	OPENSSL_cleanse(keys, sizeof(keys));
 	return rc;
 }

@@ -622,27 +622,44 @@ static void *work(void *arg)
 	return NULL;
 }
 
-static void test_concurrent_rotation(void **state)
+static void run_concurrent(dw_token_keyring *kr)
 {
 	struct worker w[2];
 	pthread_t th[2];
-	dw_token_keyring *kr = mem_ring(secret_a, 4, NULL);
 
-	(void)state;
 	for (int i = 0; i < 2; i++) {
 		w[i].kr = kr;
 		w[i].failures = 0;
 		assert_int_equal(pthread_create(&th[i], NULL, work, &w[i]), 0);
 	}
 	/* Fewer rotations than the keyring holds, so every token made meanwhile must verify. */
-	for (int i = 0; i < DW_TOKEN_KEYRING_MAX - 2; i++)
+	for (int i = 0; i < DW_TOKEN_KEYRING_MAX - 2; i++) {
 		assert_int_equal(dw_token_keyring_rotate(kr), 0);
+		assert_int_equal(dw_token_keyring_reload(kr), 0);
+	}
 	for (int i = 0; i < 2; i++) {
 		pthread_join(th[i], NULL);
 		assert_int_equal(w[i].failures, 0);
 	}
 	assert_int_equal(dw_token_keyring_count(kr), DW_TOKEN_KEYRING_MAX - 1);
+}
+
+static void test_concurrent_rotation(void **state)
+{
+	dw_token_keyring *kr = mem_ring(secret_a, 4, NULL);
+	char path[600];
+
+	(void)state;
+	run_concurrent(kr);
 	dw_token_keyring_close(kr);
+
+	make_tmpdir();
+	path_in(path, sizeof(path), "conc.keys");
+	kr = NULL;
+	assert_int_equal(dw_token_keyring_open(path, NULL, &kr), 0);
+	run_concurrent(kr);
+	dw_token_keyring_close(kr);
+	remove_tmpdir();
 }
 
 int main(void)
