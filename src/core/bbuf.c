@@ -39,14 +39,18 @@
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "bbuf_int.h"
 
-#define ERRMSG_MAX 256
+#define ERRMSG_MAX  256
+#define SPIN_MAX_NS 50000 /* see spin_for_data */
+#define SPIN_MIN_NS 1000
 
 struct chunk {
 	struct chunk *next;
@@ -79,6 +83,8 @@ struct dw_bbuf {
 	char producer_msg[ERRMSG_MAX]; /* protected by lock */
 
 	_Atomic bool canceled;
+	_Atomic size_t queued; /* chunks in the queue; written under lock, read for spinning */
+	_Atomic bool ended;    /* mirrors producer_done, for spinning */
 	_Atomic size_t held;
 	_Atomic size_t peak;
 
@@ -87,6 +93,7 @@ struct dw_bbuf {
 	size_t cur_off;
 	bool finished;
 	int final_rc;
+	uint64_t spin_ns; /* current spin before sleeping, see spin_for_data */
 	char errmsg[ERRMSG_MAX];
 };
 
@@ -250,14 +257,15 @@ static void *producer_main(void *arg)
 	ssize_t r;
 	int rc;
 
+	/* one lock round per chunk: queue the full chunk and take the next empty one together */
+	pthread_mutex_lock(&b->lock);
 	for (;;) {
-		pthread_mutex_lock(&b->lock);
 		rc = get_chunk_locked(b, &c);
-		pthread_mutex_unlock(&b->lock);
 		if (rc < 0) {
 			r = rc;
 			break;
 		}
+		pthread_mutex_unlock(&b->lock);
 		n = 0;
 		r = 1;
 		while (n < b->chunk_size) {
@@ -288,25 +296,23 @@ static void *producer_main(void *arg)
 			else
 				b->qhead = c;
 			b->qtail = c;
+			atomic_fetch_add_explicit(&b->queued, 1, memory_order_release);
 		} else {
 			c->next = b->free_list;
 			b->free_list = c;
 		}
 		c = NULL;
-		if (r <= 0) {
-			pthread_mutex_unlock(&b->lock);
+		if (r <= 0)
 			break;
-		}
 		if (b->consumer_waiting)
 			pthread_cond_signal(&b->data_cond);
-		pthread_mutex_unlock(&b->lock);
 	}
 
-	pthread_mutex_lock(&b->lock);
 	b->status = (int)r;
 	if (r < 0 && r != DW_ECANCELED && b->producer_msg[0] == '\0')
 		set_producer_msg_locked(b, "source read failed: %s", dw_strerror((int)r));
 	b->producer_done = true;
+	atomic_store_explicit(&b->ended, true, memory_order_release);
 	while (b->free_list) {
 		c = b->free_list;
 		b->free_list = c->next;
@@ -376,7 +382,10 @@ int dw_bbuf_open(const dw_bbuf_config *cfg, dw_source src, dw_bbuf **out)
 	b->clock = cfg->clock;
 	b->chunk_size = cfg->chunk_size;
 	b->wait_ms = cfg->budget_wait_ms;
+	b->spin_ns = SPIN_MAX_NS;
 	atomic_init(&b->canceled, false);
+	atomic_init(&b->queued, 0);
+	atomic_init(&b->ended, false);
 	atomic_init(&b->held, 0);
 	atomic_init(&b->peak, 0);
 
@@ -420,6 +429,76 @@ out:
 	return rc;
 }
 
+static void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ __volatile__("yield");
+#endif
+}
+
+static int cpu_count(void)
+{
+	static _Atomic int ncpu; /* 0: not read yet */
+	int n = atomic_load_explicit(&ncpu, memory_order_relaxed);
+
+	if (n == 0) {
+		long v = sysconf(_SC_NPROCESSORS_ONLN);
+
+		n = v > 0 && v < INT_MAX ? (int)v : 1;
+		atomic_store_explicit(&ncpu, n, memory_order_relaxed);
+	}
+	return n;
+}
+
+/*
+ * Before sleeping on data_cond, watch the queue for a while. A consumer that keeps up finds the
+ * queue empty at almost every chunk; sleeping would then cost a futex wait here and a wake in the
+ * producer for each chunk (on a VM, a wake of an idle vCPU costs tens of microseconds), which is
+ * as much as reading a 64 KiB chunk from the page cache. The spin adapts per stream: it doubles
+ * (up to SPIN_MAX_NS) each time data came while spinning and halves (down to SPIN_MIN_NS) each
+ * time it did not, so a stream whose source is slow (a disk, a socket) stops burning CPU. At most
+ * ncpu - 1 consumers spin at once in the process, and none on a single CPU.
+ */
+static void spin_for_data(dw_bbuf *b)
+{
+	static _Atomic int spinners;
+	uint64_t until = 0;
+	int ncpu = cpu_count();
+
+	if (ncpu < 2 || atomic_fetch_add_explicit(&spinners, 1, memory_order_relaxed) >= ncpu - 1)
+		goto out;
+	for (unsigned i = 1;; i++) {
+		if (atomic_load_explicit(&b->queued, memory_order_acquire) ||
+		    atomic_load_explicit(&b->ended, memory_order_acquire) ||
+		    atomic_load_explicit(&b->canceled, memory_order_relaxed)) {
+			if (b->spin_ns < SPIN_MAX_NS)
+				b->spin_ns =
+					b->spin_ns * 2 > SPIN_MAX_NS ? SPIN_MAX_NS : b->spin_ns * 2;
+			break;
+		}
+		if ((i & 31) == 0) {
+			uint64_t now = dw_clock_now(NULL);
+
+			/* if the producer shares this CPU with us, let it run */
+			sched_yield();
+
+			if (!until) {
+				until = now + b->spin_ns;
+			} else if (now >= until) {
+				if (b->spin_ns > SPIN_MIN_NS)
+					b->spin_ns /= 2;
+				break;
+			}
+		}
+		cpu_relax();
+	}
+out:
+	if (ncpu >= 2)
+		atomic_fetch_sub_explicit(&spinners, 1, memory_order_relaxed);
+}
+
 /*
  * Give back the consumer's chunk and take the next one into cur (cur_off 0). Returns 1, 0 at the
  * end, or the error; the end and errors are sticky.
@@ -430,6 +509,7 @@ static int advance(dw_bbuf *b)
 
 	if (b->finished)
 		return b->final_rc;
+	spin_for_data(b);
 	pthread_mutex_lock(&b->lock);
 	if (b->cur) {
 		release_locked(b, b->cur);
@@ -444,6 +524,7 @@ static int advance(dw_bbuf *b)
 		if (b->qhead) {
 			b->cur = b->qhead;
 			b->qhead = b->cur->next;
+			atomic_fetch_sub_explicit(&b->queued, 1, memory_order_relaxed);
 			if (!b->qhead)
 				b->qtail = NULL;
 			b->cur_off = 0;
