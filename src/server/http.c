@@ -175,6 +175,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 	dw__route(s, method, url, MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization"),
 		  r->has_body ? (r->body.p ? r->body.p : "") : NULL, r->body.len, &rep);
 	r->responded = true;
+	if (dw_log_get_level() <= DW_LOG_DEBUG) {
+		char q[300];
+
+		dw_log(DW_LOG_DEBUG, "http", "request", "method=%s path=%s status=%d bytes=%zu",
+		       method, dw_log_quote(url, q, sizeof(q)), rep.status, rep.body.len);
+	}
 	ret = send_reply(s, c, &rep);
 	dw__sb_free(&rep.body);
 	return ret;

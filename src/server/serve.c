@@ -161,11 +161,16 @@ static int make_dirs(const char *path)
 		return -errno;
 	{
 		struct stat st;
+		char q[PATH_MAX + 8];
 
 		if (stat(tmp, &st) < 0)
 			return -errno;
 		if (!S_ISDIR(st.st_mode))
 			return -ENOTDIR;
+		if (st.st_mode & 077)
+			dw_log(DW_LOG_WARN, "serve", "data_dir_open",
+			       "data=%s mode=%03o hint=\"chmod 700 it: it holds the admin token\"",
+			       dw_log_quote(tmp, q, sizeof(q)), (unsigned)(st.st_mode & 0777));
 	}
 	return 0;
 }
