@@ -77,3 +77,86 @@ def test_status_bad_url(dwscale_bin):
     assert "invalid server URL" in p.stderr
     p = run(dwscale_bin, "status", "extra")
     assert p.returncode == 2
+
+
+class FakeServer:
+    """A one-shot TCP server that answers every connection with fixed bytes."""
+
+    def __init__(self, answer):
+        import socket
+        import threading
+        self.answer = answer
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(4)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.requests = []
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    got = conn.recv(4096)
+                    if not got:
+                        break
+                    data += got
+                self.requests.append(data)
+                conn.sendall(self.answer)
+
+    def close(self):
+        self.sock.close()
+
+
+SUBSYSTEMS = (b'{"subsystems":[{"name":"fake","state":"warning","metrics":[{"name":"depth",'
+              b'"value":3,"kind":"gauge"}],"limits":{"depth_max":{"value":8}}}]}')
+
+
+def test_status_reads_chunked_answer(dwscale_bin):
+    chunks = b"".join(b"%x\r\n%s\r\n" % (len(p), p)
+                      for p in (SUBSYSTEMS[:10], SUBSYSTEMS[10:])) + b"0\r\n\r\n"
+    fake = FakeServer(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n"
+                      b"Content-Type: application/json\r\n\r\n" + chunks)
+    try:
+        p = run(dwscale_bin, "status", "--server", fake.url)
+        assert p.returncode == 0, p.stderr
+        row = next(l for l in p.stdout.splitlines() if l.startswith("fake"))
+        assert "warning" in row and "depth_max=8" in row
+        assert "depth=3" in p.stdout
+        assert fake.requests[0].startswith(b"GET /v1/subsystems HTTP/1.1\r\n")
+        p = run(dwscale_bin, "status", "--json", "--server", fake.url)
+        assert json.loads(p.stdout) == json.loads(SUBSYSTEMS)
+    finally:
+        fake.close()
+
+
+def test_status_server_error_and_garbage(dwscale_bin):
+    body = b'{"error":"internal","message":"disk on fire"}'
+    fake = FakeServer(b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: %d\r\n\r\n%s"
+                      % (len(body), body))
+    try:
+        p = run(dwscale_bin, "status", "--server", fake.url)
+        assert p.returncode == 4
+        assert "500" in p.stderr and "disk on fire" in p.stderr
+    finally:
+        fake.close()
+    fake = FakeServer(b"SSH-2.0-OpenSSH_9.2\r\n")
+    try:
+        p = run(dwscale_bin, "status", "--server", fake.url)
+        assert p.returncode == 4
+        assert "did not answer with HTTP" in p.stderr
+    finally:
+        fake.close()
+    # a body cut short of its Content-Length is an error, not a half document
+    fake = FakeServer(b"HTTP/1.1 200 OK\r\nContent-Length: 500\r\n\r\n" + SUBSYSTEMS[:40])
+    try:
+        p = run(dwscale_bin, "status", "--server", fake.url)
+        assert p.returncode == 4
+    finally:
+        fake.close()

@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: MIT
 """Configuration file handling of `dwscale serve`."""
+import os
 import signal
 import subprocess
 import time
@@ -69,3 +70,18 @@ def test_config_sets_listen_and_data(dwscale_bin, tmp_path):
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
+
+
+def test_config_admin_token_file(start_server, tmp_path):
+    tok = tmp_path / "secrets" / "admin.tok"
+    tok.parent.mkdir(mode=0o700)
+    cfg = tmp_path / "dwscale.ini"
+    cfg.write_text(f"[server]\nadmin_token_file = {tok}\n")
+    s = start_server(["--config", str(cfg)])
+    assert tok.exists() and not os.path.exists(os.path.join(s.data, "admin.token"))
+    assert os.stat(tok).st_mode & 0o777 == 0o600
+    token = tok.read_text().strip()
+    r = s.request("PUT", "/v1/subsystems/cache/limits", body=b'{"max_entries": 99}',
+                  headers={"Authorization": f"Bearer {token}"})
+    assert r.status == 200, r.body
+    assert str(tok) in s.log()
