@@ -115,3 +115,32 @@ def test_unknown_option(dwscale_bin):
     p = run(dwscale_bin, "serve", "--bogus")
     assert p.returncode == 2
     assert "--bogus" in p.stderr
+
+
+def test_ipv6_listen_and_port_zero(dwscale_bin, tmp_path):
+    import re
+    import time
+    try:
+        with socket.socket(socket.AF_INET6) as s6:
+            s6.bind(("::1", 0))
+    except OSError as e:
+        pytest.skip(f"no IPv6 loopback on this machine: {e}")
+    log = tmp_path / "serve.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([dwscale_bin, "serve", "--listen", "[::1]:0", "--data",
+                                 str(tmp_path / "var")], stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        m = None
+        while not m and time.monotonic() < deadline and proc.poll() is None:
+            m = re.search(r"event=listening addr=\[::1\]:(\d+)", log.read_text())
+            time.sleep(0.05)
+        assert m, log.read_text()
+        port = int(m.group(1))
+        assert port != 0
+        p = run(dwscale_bin, "status", "--json", "--server", f"http://[::1]:{port}")
+        assert p.returncode == 0, p.stderr
+        assert "cache" in p.stdout
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
