@@ -70,6 +70,13 @@ static void test_accounting_and_limits(void **state)
 	dw_membudget_release(b, 0);
 	dw_membudget_close(b);
 	dw_membudget_close(NULL);
+
+	/* allocation failure: a clean -ENOMEM and no handle */
+	b = (dw_membudget *)&b;
+	dw_alloc_fail_nth(1);
+	assert_int_equal(dw_membudget_open(1000, &b), -ENOMEM);
+	dw_alloc_fail_nth(0);
+	assert_null(b);
 }
 
 struct acq {
