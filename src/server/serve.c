@@ -316,6 +316,13 @@ int dw__cmd_serve(int argc, char **argv)
 	bool cache_registered = false;
 #endif
 
+	/* Block the stop signals first: MHD's threads inherit the mask, so the signals are only
+	 * ever taken by sigwait() below, and one that arrives during start-up waits there. */
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	signal(SIGPIPE, SIG_IGN);
 	cJSON_InitHooks(&hooks);
 	optind = 1;
 	opterr = 0;
@@ -448,14 +455,6 @@ int dw__cmd_serve(int argc, char **argv)
 	}
 	cache_registered = true;
 #endif
-
-	/* Block the stop signals before MHD starts its threads, so they inherit the mask and the
-	 * signals are only ever taken by sigwait() below. */
-	sigemptyset(&sigs);
-	sigaddset(&sigs, SIGTERM);
-	sigaddset(&sigs, SIGINT);
-	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
-	signal(SIGPIPE, SIG_IGN);
 
 	rc = dw__http_start(srv, &ss, sslen, SERVE_THREADS, &mhd);
 	if (rc < 0) {
