@@ -73,11 +73,12 @@ def test_in_flight_request_finishes_on_sigterm(dwscale_bin, tmp_path):
         # make sure the request has been seen before the signal
         import time
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            m = s.request("GET", "/metrics").body
-            if "dwscale_http_requests_in_flight 2" in m:
-                break
+        seen = False
+        while not seen and time.monotonic() < deadline:
+            # this scrape and the PUT waiting for its body
+            seen = "dwscale_http_requests_in_flight 2" in s.request("GET", "/metrics").body
             time.sleep(0.02)
+        assert seen, "the PUT never showed as in flight"
         s.proc.send_signal(signal.SIGTERM)
         time.sleep(0.2)
         c.sendall(body[5:])
