@@ -509,11 +509,17 @@ static int advance(dw_bbuf *b)
 
 	if (b->finished)
 		return b->final_rc;
-	spin_for_data(b);
 	pthread_mutex_lock(&b->lock);
 	if (b->cur) {
 		release_locked(b, b->cur);
 		b->cur = NULL;
+	}
+	if (!b->qhead && !b->producer_done) {
+		/* spin without the lock (and after giving the chunk back: the producer may need it)
+		 */
+		pthread_mutex_unlock(&b->lock);
+		spin_for_data(b);
+		pthread_mutex_lock(&b->lock);
 	}
 	for (;;) {
 		if (atomic_load_explicit(&b->canceled, memory_order_acquire)) {
