@@ -264,7 +264,8 @@ static int read_keys(const char *path, struct key *keys, char *err, size_t errle
 	size_t got = 0;
 	int fd, rc;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	/* O_NONBLOCK: a FIFO in place of the file must be refused below, not block open(). */
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 	if (fd < 0) {
 		rc = -errno;
 		msg(err, errlen, "%s: %s", path, strerror(errno));

@@ -549,6 +549,12 @@ static void test_keyring_bad_files(void **state)
 	assert_int_equal(dw_token_keyring_open_ex(path, NULL, &kr, err, sizeof(err)), DW_ECONFIG);
 	assert_non_null(strstr(err, "not a regular file"));
 
+	/* A FIFO in place of the file is refused at once, not waited on. */
+	path_in(path, sizeof(path), "fifo.keys");
+	assert_int_equal(mkfifo(path, 0600), 0);
+	assert_int_equal(dw_token_keyring_open_ex(path, NULL, &kr, err, sizeof(err)), DW_ECONFIG);
+	assert_non_null(strstr(err, "not a regular file"));
+
 	/* A missing directory is not created behind the caller's back. */
 	path_in(path, sizeof(path), "nodir/token.keys");
 	assert_int_equal(dw_token_keyring_open_ex(path, NULL, &kr, err, sizeof(err)), -ENOENT);
