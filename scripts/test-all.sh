@@ -80,6 +80,25 @@ if [ -z "$ONLY" ] || [ "$ONLY" = unit ] || [ "$ONLY" = system ]; then
 	fi
 fi
 
+# A throwaway PostgreSQL server for the PostgreSQL strategy's tests (scripts/pg.sh), stopped on
+# exit. Without it those tests would skip, so failing to start it is a failure.
+start_pg() {
+	[ -n "${DW_TEST_PG_URI:-}" ] && return 0
+	pgdir=$(mktemp -d /tmp/dwscale-pg.XXXXXX)
+	chmod 755 "$pgdir"
+	trap 'scripts/pg.sh stop "$pgdir/pg" >/dev/null 2>&1; rm -rf "$pgdir"' EXIT
+	if DW_TEST_PG_URI=$(scripts/pg.sh start "$pgdir/pg"); then
+		export DW_TEST_PG_URI
+		echo "PostgreSQL for tests: $DW_TEST_PG_URI"
+	else
+		failed=$((failed + 1)); failures+=("postgresql: test server did not start")
+	fi
+}
+if [ "$ONLY" != system ]; then
+	phase "start PostgreSQL"
+	start_pg
+fi
+
 if [ -z "$ONLY" ] || [ "$ONLY" = unit ]; then
 	phase "unit tests and fuzz corpus replay"
 	run_meson_tests "$BUILD" unit

@@ -59,6 +59,8 @@ static const struct dw__db_strategy_ops *ops_for(const char *uri)
 {
 	if (strncmp(uri, "sqlite:", 7) == 0)
 		return &dw__db_sqlite_ops;
+	if (strncmp(uri, "postgresql://", 13) == 0 || strncmp(uri, "postgres://", 11) == 0)
+		return &dw__db_postgres_ops;
 	return NULL;
 }
 
@@ -277,12 +279,13 @@ int dw_db_open(const dw_db_config *cfg, dw_db **out, char *err, size_t errlen)
 	}
 	for (size_t i = 0; i < cfg->n_strategies; i++) {
 		struct dw__db_slot *sl = &db->slots[i];
-		const char *spec = cfg->strategies[i], *eq = strchr(spec, '=');
+		const char *spec = cfg->strategies[i], *eq = strchr(spec, '='),
+			   *colon = strchr(spec, ':');
 		const char *uri = spec;
 		const struct dw__db_strategy_ops *ops;
 		char serr[512] = "";
 
-		if (eq && eq < strchr(spec, ':') && eq != spec) {
+		if (eq && colon && eq < colon && eq != spec) {
 			if ((size_t)(eq - spec) >= sizeof(sl->name)) {
 				snprintf(err, errlen, "db: strategy name too long in '%s'", spec);
 				rc = DW_ECONFIG;

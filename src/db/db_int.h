@@ -101,6 +101,7 @@ struct dw__db_strategy {
 };
 
 extern const struct dw__db_strategy_ops dw__db_sqlite_ops;
+extern const struct dw__db_strategy_ops dw__db_postgres_ops;
 
 /* ---- the manager's state, shared by db.c and list.c ---- */
 
