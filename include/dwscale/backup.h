@@ -1,0 +1,310 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Backups of directory trees into a repository: full and incremental backups in chains,
+ * restore, check, retention and crash recovery. The on-disk format is described in
+ * docs/formats/repository.md.
+ *
+ * A repository is a directory. A backup is *full* (self-contained) or *incremental* (it stores
+ * only what changed since the previous backup of its chain and refers to the rest); a chain is
+ * one full and the incrementals after it, per source directory. Every backup owns its pack files
+ * and a backup's references point only back along its own chain, so removing a whole chain frees
+ * exactly the bytes of its backups.
+ *
+ * Threads: a dw_backup_repo may be used from several threads at once: create, restore, list and
+ * check take the repository lock shared; prune takes it exclusive. Several processes may use one
+ * repository: the lock is an flock(), so a killed process never leaves a stale lock. Callbacks
+ * run on the calling thread.
+ */
+#ifndef DWSCALE_BACKUP_H
+#define DWSCALE_BACKUP_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core.h"
+#include "error.h"
+#include "scalable.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define DW_BACKUP_ID_MAX	64	   /* including the NUL */
+#define DW_BACKUP_BLOCK_DEFAULT (1u << 20) /* fixed block size for file data */
+#define DW_BACKUP_BLOCK_MIN	(4u << 10)
+#define DW_BACKUP_BLOCK_MAX	(16u << 20)
+#define DW_BACKUP_PACK_DEFAULT	(64u << 20) /* a pack file is closed past this size */
+#define DW_BACKUP_ZSTD_DEFAULT	3
+#define DW_BACKUP_CHAIN_MAX	1000	   /* incrementals after a full, at most */
+#define DW_BACKUP_HARDLINK_MAX	(1u << 20) /* inodes with several links remembered */
+
+typedef struct dw_backup_repo dw_backup_repo;
+
+typedef enum dw_backup_type {
+	DW_BACKUP_AUTO = 0, /* incremental when the source has a backup, else full */
+	DW_BACKUP_FULL = 1,
+	DW_BACKUP_INCREMENTAL = 2,
+} dw_backup_type;
+
+/* "auto", "full", "incremental". */
+const char *dw_backup_type_name(dw_backup_type t);
+
+/* ---- repository --------------------------------------------------------------------------- */
+
+typedef struct dw_backup_repo_config {
+	uint32_t block_size; /* fixed block size for file data; default 1 MiB */
+	uint32_t pack_size;  /* target pack file size; default 64 MiB */
+} dw_backup_repo_config;
+
+void dw_backup_repo_config_default(dw_backup_repo_config *cfg);
+
+/*
+ * Create a repository at path (the directory may exist but must be empty). DW_EEXIST if path
+ * already holds a repository or other files, DW_ECONFIG for sizes out of range. cfg may be NULL.
+ */
+int dw_backup_repo_init(const char *path, const dw_backup_repo_config *cfg);
+
+/*
+ * Open a repository. DW_ENOTFOUND if path is not a repository, DW_EVERSION for a format this
+ * build does not read, DW_ECORRUPT for a damaged config file. On failure *out is NULL.
+ */
+int dw_backup_repo_open(const char *path, dw_backup_repo **out);
+void dw_backup_repo_close(dw_backup_repo *r);
+const char *dw_backup_repo_path(const dw_backup_repo *r);
+
+/* ---- backups ------------------------------------------------------------------------------ */
+
+/* Counters of one create, restore or check. */
+typedef struct dw_backup_stats {
+	uint64_t files; /* regular files recorded (first link of hard links) */
+	uint64_t dirs;
+	uint64_t symlinks;
+	uint64_t hardlinks;	/* further names of an inode already recorded */
+	uint64_t specials;	/* devices, fifos, sockets: recorded, no data */
+	uint64_t unreadable;	/* files or directories that could not be read (reported) */
+	uint64_t files_changed; /* files read (all of them in a full backup) */
+	uint64_t files_unchanged;
+	uint64_t bytes_total;	/* logical size of all regular files */
+	uint64_t bytes_read;	/* bytes read from the source */
+	uint64_t blocks_new;	/* blocks stored by this backup */
+	uint64_t blocks_reused; /* blocks referred to in earlier backups of the chain */
+	uint64_t bytes_stored;	/* bytes this backup added to the repository (packs + manifest) */
+} dw_backup_stats;
+
+typedef struct dw_backup_info {
+	char id[DW_BACKUP_ID_MAX];
+	char parent[DW_BACKUP_ID_MAX]; /* "" for a full backup */
+	char chain[DW_BACKUP_ID_MAX];  /* id of the full backup that starts the chain */
+	dw_backup_type type;	       /* FULL or INCREMENTAL */
+	uint32_t depth;		       /* 0 for a full, n for the nth incremental */
+	uint64_t created_ns;	       /* wall clock when the backup started */
+	uint64_t finished_ns;	       /* wall clock when it became visible */
+	char source[4096];	       /* absolute source path */
+	dw_backup_stats stats;
+	uint64_t repo_bytes; /* bytes of its packs and manifest in the repository now */
+} dw_backup_info;
+
+/* Progress report; called on the creating thread at most every progress_ms. */
+typedef void (*dw_backup_progress_fn)(void *arg, const dw_backup_stats *s);
+/* A file or directory that could not be read: reported, counted, not fatal. */
+typedef void (*dw_backup_warn_fn)(void *arg, const char *path, int err);
+
+typedef struct dw_backup_create_opts {
+	const char *source;	 /* directory to back up (required) */
+	dw_backup_type type;	 /* default AUTO */
+	int zstd_level;		 /* 1..19, default 3 */
+	unsigned threads;	 /* hashing/compression threads; 0 = number of CPUs (max 16) */
+	bool ignore_inode_ctime; /* compare only size and mtime (sources on snapshots/copies) */
+	bool fsync; /* make the backup durable before it becomes visible (default true) */
+	dw_backup_progress_fn progress;
+	dw_backup_warn_fn warn;
+	void *arg;		       /* for progress and warn */
+	uint32_t progress_ms;	       /* default 500; 0 = after every entry and block */
+	const _Atomic bool *cancel;    /* set to true to stop: the create returns DW_ECANCELED */
+	const dw_clock *clock;	       /* NULL = real clock */
+	char job_id[DW_BACKUP_ID_MAX]; /* "" = new id; else the id to use (resume) */
+} dw_backup_create_opts;
+
+void dw_backup_create_opts_default(dw_backup_create_opts *o);
+
+/*
+ * Back up o->source. On success fills *out (may be NULL). DW_ENOTFOUND if the source is missing
+ * or, for an explicit INCREMENTAL, has no backup to extend; DW_ELIMIT if the chain is full
+ * (DW_BACKUP_CHAIN_MAX); DW_ECANCELED if cancelled. A failed or killed create leaves no visible
+ * backup; its partial files are removed by dw_backup_recover() or by the next create.
+ */
+int dw_backup_create(dw_backup_repo *r, const dw_backup_create_opts *o, dw_backup_info *out);
+
+typedef struct dw_backup_restore_opts {
+	const char *target; /* directory to restore into: missing or empty */
+	const char *path;   /* NULL = everything; else only this path (relative to the source) */
+	bool owners;	    /* restore owners (needs privilege; EPERM is ignored); default true */
+	dw_backup_warn_fn warn; /* entries that could not be restored */
+	void *arg;
+} dw_backup_restore_opts;
+
+void dw_backup_restore_opts_default(dw_backup_restore_opts *o);
+
+/*
+ * Restore backup id ("latest" = the newest backup). Every block is verified against its SHA-256
+ * before it is written. DW_ENOTFOUND for an unknown id, DW_EEXIST if the target is not empty,
+ * DW_ECORRUPT if data fails verification (the restore stops). Stats count what was restored.
+ */
+int dw_backup_restore(dw_backup_repo *r, const char *id, const dw_backup_restore_opts *o,
+		      dw_backup_stats *out);
+
+/* Called for each backup, oldest first. */
+typedef void (*dw_backup_list_fn)(void *arg, const dw_backup_info *b);
+int dw_backup_list(dw_backup_repo *r, dw_backup_list_fn fn, void *arg);
+/* One backup's info; "latest" names the newest. DW_ENOTFOUND. */
+int dw_backup_stat(dw_backup_repo *r, const char *id, dw_backup_info *out);
+
+/* ---- check -------------------------------------------------------------------------------- */
+
+typedef struct dw_backup_check_report {
+	uint64_t backups;
+	uint64_t blocks_checked; /* references checked (and read, with read_data) */
+	uint64_t bytes_read;
+	uint64_t errors;     /* damaged manifests, dangling references, bad hashes */
+	uint64_t incomplete; /* partial files of unfinished creates (dw_backup_recover cleans) */
+} dw_backup_check_report;
+
+/* A problem found by check: backup id ("" for the repository) and a one-line message. */
+typedef void (*dw_backup_problem_fn)(void *arg, const char *id, const char *msg);
+
+/*
+ * Verify every manifest (its SHA-256), every reference (points back along the chain, inside an
+ * existing pack) and, with read_data, every stored block (decompressed and hashed). Returns 0
+ * when clean, DW_ECORRUPT when errors were found (see the report), or another error if the
+ * check could not run.
+ */
+int dw_backup_check(dw_backup_repo *r, bool read_data, dw_backup_problem_fn fn, void *arg,
+		    dw_backup_check_report *out);
+
+/* ---- retention ---------------------------------------------------------------------------- */
+
+typedef struct dw_backup_retention {
+	uint32_t keep_last;    /* per source: chains whose backups are all older than the newest
+				* keep_last go; 0 = no count rule. Default 30 */
+	uint64_t max_age_ns;   /* chains whose newest backup is older go; 0 = none. Default 90 d */
+	uint64_t max_bytes;    /* repository total; oldest chains go until under; 0 = none.
+				* Default 100 GB */
+	const dw_clock *clock; /* for ages; NULL = real clock */
+} dw_backup_retention;
+
+void dw_backup_retention_default(dw_backup_retention *p);
+
+typedef enum dw_backup_prune_reason {
+	DW_PRUNE_COUNT = 1,
+	DW_PRUNE_AGE = 2,
+	DW_PRUNE_SIZE = 4,
+} dw_backup_prune_reason;
+
+/* One chain that is (or would be) removed: its full's id, backups, exact bytes, reasons. */
+typedef struct dw_backup_prune_item {
+	const char *chain;
+	const char *source;
+	uint32_t backups;
+	uint64_t bytes;
+	unsigned reasons; /* dw_backup_prune_reason bits */
+} dw_backup_prune_item;
+
+typedef void (*dw_backup_prune_fn)(void *arg, const dw_backup_prune_item *it);
+
+typedef struct dw_backup_prune_result {
+	uint32_t chains_removed;
+	uint32_t backups_removed;
+	uint64_t bytes_freed;
+	uint64_t bytes_before;
+	uint64_t bytes_after;
+	bool size_cap_unmet; /* the kept (protected) chains alone exceed max_bytes */
+} dw_backup_prune_result;
+
+/*
+ * Apply a retention policy: whole chains, oldest first; the newest chain of each source is
+ * never removed, so an incremental is never orphaned and the newest full stays until a newer one
+ * completes. With dry_run nothing changes and the result says exactly what would be freed.
+ * Takes the repository lock exclusively: DW_ELOCKED if another process holds it.
+ */
+int dw_backup_prune(dw_backup_repo *r, const dw_backup_retention *p, bool dry_run,
+		    dw_backup_prune_fn fn, void *arg, dw_backup_prune_result *out);
+
+/* ---- recovery ----------------------------------------------------------------------------- */
+
+typedef struct dw_backup_recover_result {
+	uint32_t jobs_cleaned; /* partial creates whose process is gone, removed */
+	uint32_t jobs_running; /* partial creates whose process still holds its lock */
+	uint64_t bytes_freed;
+} dw_backup_recover_result;
+
+/* Called for each incomplete job found: its id and whether it was cleaned. */
+typedef void (*dw_backup_recover_fn)(void *arg, const char *id, bool cleaned, uint64_t bytes);
+
+/*
+ * Find creates that did not finish (their process died) and remove their partial files. Jobs
+ * still running (their lock is held) are left alone. Never needs a manual unlock.
+ */
+int dw_backup_recover(dw_backup_repo *r, dw_backup_recover_fn fn, void *arg,
+		      dw_backup_recover_result *out);
+
+/* ---- adaptive concurrency ----------------------------------------------------------------- */
+
+/*
+ * The controller behind MaxConcurrentJobs. Disk utilisation (busy time / wall time of the busiest
+ * watched disk, from /proc/diskstats or an injected source) is smoothed by an EMA; each tick the
+ * limit rises by one below low_util and falls by one above high_util, within [min, max]. Because
+ * parallel devices read near 100 % busy long before they saturate, the limit does not fall while
+ * throughput still rises with it: a fall needs the throughput measured at the current limit to
+ * be no better than at the limit below (by more than gain_ratio).
+ */
+typedef struct dw_backup_util_source {
+	/* Busy milliseconds so far (io_ticks) of the busiest watched disk; 0 or -errno. */
+	int (*read)(void *ctx, uint64_t *busy_ms);
+	void *ctx;
+} dw_backup_util_source;
+
+typedef struct dw_backup_conc_config {
+	unsigned min, max; /* default 1 and 4 x number of disks */
+	double low_util;   /* default 0.60 */
+	double high_util;  /* default 0.80 */
+	double alpha;	   /* EMA alpha, default 0.3 */
+	double gain_ratio; /* default 1.05: a step up must bring 5 % more throughput */
+} dw_backup_conc_config;
+
+typedef struct dw_backup_conc {
+	dw_backup_conc_config cfg;
+	dw_ema util;
+	dw_ema thr;	   /* throughput at the current limit (bytes/s) */
+	double thr_at[65]; /* last smoothed throughput seen at each limit (index) */
+	unsigned limit;
+	uint64_t last_busy_ms, last_ns;
+	bool primed;
+} dw_backup_conc;
+
+void dw_backup_conc_config_default(dw_backup_conc_config *cfg, unsigned disks);
+int dw_backup_conc_init(dw_backup_conc *c, const dw_backup_conc_config *cfg);
+/*
+ * One tick: busy_ms is the cumulative busy time of the disk, now_ns the monotonic time,
+ * throughput the bytes/s the jobs achieved since the last tick. Returns the new limit.
+ */
+unsigned dw_backup_conc_tick(dw_backup_conc *c, uint64_t busy_ms, uint64_t now_ns,
+			     double throughput);
+
+/*
+ * A source reading /proc/diskstats (or another file with its format, for tests) for the disks
+ * holding the given paths. dw_backup_diskstats_close(NULL) is a no-op.
+ */
+typedef struct dw_backup_diskstats dw_backup_diskstats;
+int dw_backup_diskstats_open(const char *statfile, const char *const *paths, size_t npaths,
+			     dw_backup_diskstats **out);
+void dw_backup_diskstats_close(dw_backup_diskstats *d);
+dw_backup_util_source dw_backup_diskstats_source(dw_backup_diskstats *d);
+/* Number of distinct disks watched (at least 1). */
+unsigned dw_backup_diskstats_disks(const dw_backup_diskstats *d);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,233 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Private interface of the backup subsystem: repository handle, manifest records, pack files and
+ * the small helpers shared by repo.c, manifest.c, pack.c, engine.c, restore.c and retention.c.
+ *
+ * The on-disk format is drawn in docs/formats/repository.md and, for the manifest records, at
+ * the top of manifest.c. All integers on disk are little-endian.
+ */
+#ifndef DWSCALE_BACKUP_INT_H
+#define DWSCALE_BACKUP_INT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include "dwscale/backup.h"
+
+#define DW__SHA_LEN	 32
+#define DW__PATH_MAX	 4096
+#define DW__REPO_VERSION 1
+
+struct dw_backup_repo {
+	char *path;
+	int dirfd; /* the repository directory */
+	uint32_t block_size;
+	uint32_t pack_size;
+};
+
+/* ---- util.c ---------------------------------------------------------------------------------- */
+
+int dw__sha256(const void *data, size_t len, uint8_t out[DW__SHA_LEN]);
+void dw__hex(const uint8_t *in, size_t n, char *out); /* out gets 2n+1 bytes */
+/* Write all of buf (retrying short writes and EINTR); 0 or -errno. */
+int dw__write_all(int fd, const void *buf, size_t len);
+int dw__pread_all(int fd, void *buf, size_t len, uint64_t off);
+int dw__fsync_dir_at(int dirfd, const char *rel);
+/* Valid backup id: [0-9A-Za-z._-]{1,63} not starting with '.'. */
+bool dw__id_valid(const char *id);
+/* New id from the wall clock and random bits: YYYYMMDDTHHMMSSZ-xxxxxxxx. */
+void dw__id_new(uint64_t wall_ns, char out[DW_BACKUP_ID_MAX]);
+/* Order of paths in a manifest: "." first, then depth-first with names in byte order. */
+int dw__path_cmp(const char *a, const char *b);
+/* Remove a directory tree below dirfd (rel); counts bytes of removed files into *bytes. */
+int dw__rm_tree_at(int dirfd, const char *rel, uint64_t *bytes);
+/* Sum of file sizes under dirfd/rel (0 if missing). */
+int dw__du_at(int dirfd, const char *rel, uint64_t *bytes);
+
+/* ---- repo.c ---------------------------------------------------------------------------------- */
+
+/*
+ * Open REPO/rel and flock() it shared or exclusive; nb = DW_ELOCKED instead of waiting. Returns
+ * the descriptor (close it to unlock). Each call opens its own descriptor because flock() locks
+ * belong to the open file description: two threads then exclude each other as two processes do.
+ */
+int dw__repo_lock(dw_backup_repo *r, const char *rel, bool exclusive, bool nb);
+/* Remove the files of an unfinished create (packs, temp manifest, job file). */
+int dw__job_clean(dw_backup_repo *r, const char *id, uint64_t *bytes);
+/* Bytes of a backup in the repository: its manifest and packs. */
+int dw__backup_bytes(dw_backup_repo *r, const char *id, uint64_t *bytes);
+
+/* An array of infos of every visible backup, oldest first (by created_ns, then id). */
+struct dw__blist {
+	dw_backup_info *v;
+	size_t n;
+};
+int dw__blist_load(dw_backup_repo *r, struct dw__blist *l);
+void dw__blist_free(struct dw__blist *l);
+/* Newest backup of the source, or NULL. */
+const dw_backup_info *dw__blist_latest(const struct dw__blist *l, const char *source);
+const dw_backup_info *dw__blist_find(const struct dw__blist *l, const char *id);
+
+/* ---- manifest.c ------------------------------------------------------------------------------ */
+
+enum dw__rec {
+	DW__REC_HEADER = 'H',
+	DW__REC_DIR = 'D',
+	DW__REC_FILE = 'F',
+	DW__REC_SYMLINK = 'L',
+	DW__REC_HARDLINK = 'K',
+	DW__REC_SPECIAL = 'S',
+	DW__REC_BLOCK = 'B',
+	DW__REC_FILE_END = 'E',
+	DW__REC_TRAILER = 'T',
+};
+
+/* Metadata common to every entry record. */
+struct dw__entry {
+	char kind; /* enum dw__rec: DIR, FILE, SYMLINK, HARDLINK, SPECIAL */
+	char path[DW__PATH_MAX];
+	char target[DW__PATH_MAX]; /* symlink target or first name of a hard link */
+	uint32_t mode, uid, gid;
+	int64_t mtime_sec, ctime_sec;
+	uint32_t mtime_nsec, ctime_nsec;
+	uint64_t size, ino, rdev;
+};
+
+#define DW__BREF_ZSTD 1u /* block stored zstd-compressed (else raw) */
+
+/* A reference to a stored block: pack (chain index, pack number), offset and lengths. */
+struct dw__bref {
+	uint16_t chain_idx; /* index into the header's chain: 0 = the full */
+	uint8_t flags;
+	uint32_t pack;
+	uint64_t off;
+	uint32_t clen, ulen;
+	uint8_t sha[DW__SHA_LEN];
+};
+
+struct dw__file_end {
+	uint64_t size;
+	uint8_t sha[DW__SHA_LEN];
+	uint32_t flags; /* DW__FILE_PARTIAL: a read error cut the file short */
+};
+#define DW__FILE_PARTIAL 1u
+
+struct dw__mheader {
+	uint8_t type; /* DW_BACKUP_FULL or INCREMENTAL */
+	uint32_t block_size;
+	uint64_t created_ns;
+	uint16_t chain_len;		 /* chain[chain_len - 1] is this backup */
+	char (*chain)[DW_BACKUP_ID_MAX]; /* dw_malloc'ed by readers: dw__mheader_free() */
+	char source[DW__PATH_MAX];
+};
+
+#define DW__TRAILER_SIZE (1 + 4 + 8 * 16 + DW__SHA_LEN + 8)
+
+struct dw__mtrailer {
+	dw_backup_stats stats;
+	uint64_t finished_ns;
+};
+
+/* Streaming writer: records are appended and hashed; dw__mw_finish writes the trailer. */
+struct dw__mwriter {
+	int fd;
+	uint8_t *buf;
+	size_t len, cap;
+	uint64_t written;
+	void *sha; /* EVP_MD_CTX */
+	int err;
+};
+
+int dw__mw_open(struct dw__mwriter *w, int fd);
+int dw__mw_header(struct dw__mwriter *w, const struct dw__mheader *h);
+int dw__mw_entry(struct dw__mwriter *w, const struct dw__entry *e);
+int dw__mw_block(struct dw__mwriter *w, const struct dw__bref *b);
+int dw__mw_file_end(struct dw__mwriter *w, const struct dw__file_end *fe);
+int dw__mw_finish(struct dw__mwriter *w, const struct dw__mtrailer *t);
+void dw__mw_close(struct dw__mwriter *w);
+
+/* Streaming reader; verify = check the trailer's hash at the end (reads everything). */
+struct dw__mreader {
+	int fd;
+	uint8_t *buf;
+	size_t pos, len, cap;
+	uint64_t consumed, file_size;
+	void *sha;
+	bool eof;
+	struct dw__mheader h;
+	struct dw__mtrailer t;
+	bool have_trailer;
+};
+
+/* Open and read the header. */
+int dw__mr_open(struct dw__mreader *m, int fd);
+/*
+ * Next record: returns the record type (> 0) with the matching out filled (e, b or fe), 0 at
+ * the end (after the trailer, whose hash was verified), or a negative code (DW_ECORRUPT).
+ */
+int dw__mr_next(struct dw__mreader *m, struct dw__entry *e, struct dw__bref *b,
+		struct dw__file_end *fe);
+void dw__mr_close(struct dw__mreader *m);
+/* Header and trailer only (for list): reads the start and the fixed-size end of the file. */
+int dw__manifest_summary(int fd, struct dw__mheader *h, struct dw__mtrailer *t);
+void dw__mheader_free(struct dw__mheader *h);
+
+/* ---- pack.c ---------------------------------------------------------------------------------- */
+
+#define DW__PACK_MAGIC	"DWPACK01"
+#define DW__PACK_HDR	16
+#define DW__PACK_MAX_NO 99999999u
+
+/* Appends blocks to REPO/packs/<id>/<n>.pack, starting a new pack past pack_size. */
+struct dw__pwriter {
+	int dirfd; /* packs/<id> */
+	int fd;
+	uint32_t pack_no;
+	uint64_t off;
+	uint64_t pack_size;
+	uint64_t bytes; /* total written */
+	bool fsync;
+};
+
+int dw__pw_open(struct dw__pwriter *p, int repofd, const char *id, uint64_t pack_size,
+		bool do_fsync);
+int dw__pw_append(struct dw__pwriter *p, const void *data, uint32_t len, uint32_t *pack,
+		  uint64_t *off);
+/* fsync the last pack and the directory. */
+int dw__pw_finish(struct dw__pwriter *p);
+void dw__pw_close(struct dw__pwriter *p);
+
+/* Reads blocks of the packs of one chain; keeps a few packs open. */
+#define DW__PR_SLOTS 8
+struct dw__preader {
+	int repofd;
+	char (*chain)[DW_BACKUP_ID_MAX];
+	uint16_t chain_len;
+	struct {
+		int fd;
+		uint16_t ci;
+		uint32_t pack;
+		uint64_t size;
+		uint64_t used;
+	} slot[DW__PR_SLOTS];
+	uint64_t tick;
+	void *dctx; /* ZSTD_DCtx */
+	uint8_t *cbuf;
+	size_t ccap;
+};
+
+int dw__pr_open(struct dw__preader *p, int repofd, char (*chain)[DW_BACKUP_ID_MAX],
+		uint16_t chain_len);
+/*
+ * Read, decompress and verify one block into out (capacity >= b->ulen). DW_ECORRUPT for a block
+ * outside its pack, a decompression failure or a hash mismatch. verify=false skips the hash.
+ */
+int dw__pr_read(struct dw__preader *p, const struct dw__bref *b, uint8_t *out, bool verify);
+/* Check that the block lies inside an existing pack, without reading it. */
+int dw__pr_locate(struct dw__preader *p, const struct dw__bref *b);
+void dw__pr_close(struct dw__preader *p);
+
+#endif

@@ -1,0 +1,1259 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Backup creation: walk a source tree and write one backup (packs + manifest).
+ *
+ * Threads and locking
+ * -------------------
+ * One create runs three kinds of thread over a ring of slots (struct job, guarded by job.mu):
+ *
+ *   reader (1 thread)     walks the tree in manifest order, merges it with a sequential read of
+ *                         the parent manifest (change detection), reads changed files into slot
+ *                         buffers one fixed-size block at a time, and publishes slots in order;
+ *   workers (N threads)   SHA-256 each block, and zstd-compress it unless its hash equals the
+ *                         parent block at the same index (then the block is reused);
+ *   committer (caller)    takes slots strictly in order, appends new blocks to the pack, and
+ *                         writes the manifest records.
+ *
+ *   slot state:  FREE --reader fills--> FILLED --worker--> DONE --committer--> FREE
+ *                (entries and copied references skip straight to DONE)
+ *
+ * head, work and tail (protected by mu) are the next slot to fill, to hash and to commit;
+ * tail <= work <= head <= tail + nslots. A slot's contents belong to exactly one thread at a
+ * time, as its state says, so they are touched without the lock. The ring has a fixed number of
+ * slots, so memory is bounded by nslots x (block + compressed block) whatever the tree holds;
+ * the only per-file memory is the sorted name list of each directory on the current path and
+ * the table of inodes with several links (capped by DW_BACKUP_HARDLINK_MAX).
+ *
+ * Visibility: the manifest is written to tmp/<id>.manifest and renamed into backups/ only after
+ * the packs, the manifest and their directories are fsynced. A crash before the rename leaves
+ * only tmp/<id>.* and packs/<id>/, which dw_backup_recover() (or the next create) removes: the
+ * job file tmp/<id>.job stays flock()ed by the creating process for the whole run.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+#include <zstd.h>
+
+#include "backup/backup_int.h"
+
+#define WORKERS_MAX    16
+#define WALK_DEPTH_MAX 512
+#define DIR_NAMES_MAX  (64u << 20) /* bytes of names of one directory */
+
+enum { IT_ENTRY, IT_BLOCK, IT_COPY, IT_END };
+enum { S_FREE, S_FILLED, S_WORKING, S_DONE };
+
+struct slot {
+	int kind;
+	int state;
+	struct dw__entry *ent;
+	uint8_t *buf;
+	uint32_t len;
+	uint8_t *cbuf;
+	size_t ccap;
+	uint32_t clen;
+	bool zstd;
+	bool has_parent;
+	bool reuse;
+	struct dw__bref pref; /* parent block (IT_BLOCK) or the reference to copy (IT_COPY) */
+	uint8_t sha[DW__SHA_LEN];
+	struct dw__file_end fe;
+	bool fe_copy;
+};
+
+struct hl_ent {
+	uint64_t dev, ino;
+	char *path;
+};
+
+struct pcur {
+	bool open;
+	int fd;
+	struct dw__mreader mr;
+	int type; /* current record, 0 at the end */
+	struct dw__entry e;
+	struct dw__bref b;
+	struct dw__file_end fe;
+};
+
+struct job {
+	dw_backup_repo *r;
+	const dw_backup_create_opts *o;
+	uint32_t block_size;
+	int level;
+	bool full;
+	uint16_t self_idx;
+
+	pthread_mutex_t mu;
+	pthread_cond_t cv_free, cv_work, cv_done;
+	struct slot *slots; /* nslots */
+	unsigned nslots;
+	uint64_t head, work, tail; /* protected by mu */
+	bool reader_done;	   /* protected by mu */
+	bool stop;		   /* protected by mu */
+	int err;		   /* protected by mu: first fatal error */
+	dw_backup_stats rstats;	   /* protected by mu: the reader's counters */
+
+	/* reader only */
+	int srcfd;
+	struct pcur pc;
+	struct hl_ent *hl;
+	size_t hl_cap, hl_n;
+	dw_backup_stats rs;
+	char *pathbuf;
+
+	/* committer only */
+	struct dw__mwriter mw;
+	struct dw__pwriter pw;
+	EVP_MD_CTX *fsha;
+	dw_backup_stats cs;
+};
+
+void dw_backup_create_opts_default(dw_backup_create_opts *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->type = DW_BACKUP_AUTO;
+	o->zstd_level = DW_BACKUP_ZSTD_DEFAULT;
+	o->fsync = true;
+	o->progress_ms = 500;
+}
+
+static void job_fail(struct job *j, int err)
+{
+	pthread_mutex_lock(&j->mu);
+	if (!j->err)
+		j->err = err;
+	j->stop = true;
+	pthread_cond_broadcast(&j->cv_free);
+	pthread_cond_broadcast(&j->cv_work);
+	pthread_cond_broadcast(&j->cv_done);
+	pthread_mutex_unlock(&j->mu);
+}
+
+/* ---- reader: slots -------------------------------------------------------------------------- */
+
+/* Wait for the next free slot; NULL when the job stopped. */
+static struct slot *slot_get(struct job *j)
+{
+	struct slot *s = NULL;
+
+	pthread_mutex_lock(&j->mu);
+	while (!j->stop && j->head - j->tail >= j->nslots)
+		pthread_cond_wait(&j->cv_free, &j->mu);
+	if (!j->stop)
+		s = &j->slots[j->head % j->nslots];
+	pthread_mutex_unlock(&j->mu);
+	if (s) {
+		s->has_parent = s->reuse = s->fe_copy = false;
+		s->len = 0;
+	}
+	return s;
+}
+
+static int slot_publish(struct job *j, struct slot *s, int kind)
+{
+	int rc = 0;
+
+	s->kind = kind;
+	pthread_mutex_lock(&j->mu);
+	if (j->stop) {
+		rc = j->err ? j->err : DW_ECANCELED;
+	} else {
+		s->state = kind == IT_BLOCK ? S_FILLED : S_DONE;
+		j->head++;
+		j->rstats = j->rs;
+		if (kind == IT_BLOCK)
+			pthread_cond_signal(&j->cv_work);
+		pthread_cond_signal(&j->cv_done);
+	}
+	pthread_mutex_unlock(&j->mu);
+	return rc;
+}
+
+static int stopped(struct job *j)
+{
+	int rc = 0;
+
+	if (j->o->cancel && atomic_load_explicit(j->o->cancel, memory_order_acquire))
+		return DW_ECANCELED;
+	pthread_mutex_lock(&j->mu);
+	if (j->stop)
+		rc = j->err ? j->err : DW_ECANCELED;
+	pthread_mutex_unlock(&j->mu);
+	return rc;
+}
+
+/* ---- reader: parent manifest cursor ---------------------------------------------------------- */
+
+static int pc_next(struct pcur *pc)
+{
+	int t = dw__mr_next(&pc->mr, &pc->e, &pc->b, &pc->fe);
+
+	if (t < 0)
+		return t;
+	pc->type = t;
+	return 0;
+}
+
+static bool is_entry(int t)
+{
+	return t == DW__REC_DIR || t == DW__REC_FILE || t == DW__REC_SYMLINK ||
+	       t == DW__REC_HARDLINK || t == DW__REC_SPECIAL;
+}
+
+/* Advance to the first entry at or after path; true (in *match) if it is path itself. */
+static int pc_seek(struct pcur *pc, const char *path, bool *match)
+{
+	int rc;
+
+	*match = false;
+	if (!pc->open)
+		return 0;
+	while (pc->type != 0) {
+		if (is_entry(pc->type)) {
+			int c = dw__path_cmp(pc->e.path, path);
+
+			if (c == 0)
+				*match = true;
+			if (c >= 0)
+				return 0;
+		}
+		rc = pc_next(pc);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
+/* ---- reader: hard links ------------------------------------------------------------------------
+ */
+
+static uint64_t hl_hash(uint64_t dev, uint64_t ino)
+{
+	uint64_t h = ino * 0x9e3779b97f4a7c15ull ^ dev * 0xc2b2ae3d27d4eb4full;
+
+	return h ^ (h >> 29);
+}
+
+/* Existing first name of (dev, ino), or NULL after remembering path as its first name. */
+static const char *hl_lookup_or_add(struct job *j, uint64_t dev, uint64_t ino, const char *path)
+{
+	size_t i;
+
+	if (j->hl_n * 2 >= j->hl_cap) {
+		size_t nc = j->hl_cap ? j->hl_cap * 2 : 1024;
+		struct hl_ent *nt;
+
+		if (j->hl_n >= DW_BACKUP_HARDLINK_MAX)
+			goto probe_only;
+		nt = dw_calloc(nc, sizeof(*nt));
+		if (!nt)
+			goto probe_only;
+		for (size_t k = 0; k < j->hl_cap; k++) {
+			if (!j->hl[k].path)
+				continue;
+			i = hl_hash(j->hl[k].dev, j->hl[k].ino) & (nc - 1);
+			while (nt[i].path)
+				i = (i + 1) & (nc - 1);
+			nt[i] = j->hl[k];
+		}
+		dw_free(j->hl);
+		j->hl = nt;
+		j->hl_cap = nc;
+	}
+probe_only:
+	if (!j->hl_cap)
+		return NULL;
+	i = hl_hash(dev, ino) & (j->hl_cap - 1);
+	while (j->hl[i].path) {
+		if (j->hl[i].dev == dev && j->hl[i].ino == ino)
+			return j->hl[i].path;
+		i = (i + 1) & (j->hl_cap - 1);
+	}
+	/* over the cap (or out of memory): later names are stored as separate files */
+	if (j->hl_n * 2 < j->hl_cap && j->hl_n < DW_BACKUP_HARDLINK_MAX) {
+		char *p = dw_strdup(path);
+
+		if (p) {
+			j->hl[i] = (struct hl_ent){ .dev = dev, .ino = ino, .path = p };
+			j->hl_n++;
+		}
+	}
+	return NULL;
+}
+
+static void hl_free(struct job *j)
+{
+	for (size_t k = 0; k < j->hl_cap; k++)
+		dw_free(j->hl[k].path);
+	dw_free(j->hl);
+	j->hl = NULL;
+	j->hl_cap = j->hl_n = 0;
+}
+
+/* ---- reader: walk ------------------------------------------------------------------------------
+ */
+
+static void fill_entry(struct dw__entry *e, char kind, const char *path, const struct stat *st)
+{
+	e->kind = kind;
+	snprintf(e->path, sizeof(e->path), "%s", path);
+	e->target[0] = '\0';
+	e->mode = st->st_mode;
+	e->uid = st->st_uid;
+	e->gid = st->st_gid;
+	e->mtime_sec = st->st_mtim.tv_sec;
+	e->mtime_nsec = (uint32_t)st->st_mtim.tv_nsec;
+	e->ctime_sec = st->st_ctim.tv_sec;
+	e->ctime_nsec = (uint32_t)st->st_ctim.tv_nsec;
+	e->size = S_ISREG(st->st_mode) ? (uint64_t)st->st_size : 0;
+	e->ino = st->st_ino;
+	e->rdev = st->st_rdev;
+}
+
+static void warn(struct job *j, const char *path, int err)
+{
+	char q[512];
+
+	j->rs.unreadable++;
+	dw_log(DW_LOG_WARN, "backup", "unreadable", "path=%s err=%s",
+	       dw_log_quote(path, q, sizeof(q)), dw_err_name(err));
+	if (j->o->warn)
+		j->o->warn(j->o->arg, path, err);
+}
+
+static int emit_entry(struct job *j, const struct dw__entry *e)
+{
+	struct slot *s = slot_get(j);
+
+	if (!s)
+		return stopped(j);
+	memcpy(s->ent, e, sizeof(*e));
+	return slot_publish(j, s, IT_ENTRY);
+}
+
+static bool unchanged(const struct job *j, const struct dw__entry *p, const struct stat *st)
+{
+	if (p->kind != DW__REC_FILE || p->size != (uint64_t)st->st_size ||
+	    p->mtime_sec != st->st_mtim.tv_sec || p->mtime_nsec != (uint32_t)st->st_mtim.tv_nsec ||
+	    p->mode != st->st_mode)
+		return false;
+	if (j->o->ignore_inode_ctime)
+		return true;
+	return p->ino == st->st_ino && p->ctime_sec == st->st_ctim.tv_sec &&
+	       p->ctime_nsec == (uint32_t)st->st_ctim.tv_nsec;
+}
+
+/* Copy the parent's block references and file end (the cursor is on the parent's F record). */
+static int copy_file(struct job *j)
+{
+	struct pcur *pc = &j->pc;
+	int rc;
+
+	for (;;) {
+		struct slot *s;
+
+		rc = pc_next(pc);
+		if (rc < 0)
+			return rc;
+		if (pc->type != DW__REC_BLOCK && pc->type != DW__REC_FILE_END)
+			return DW_ECORRUPT;
+		s = slot_get(j);
+		if (!s)
+			return stopped(j);
+		if (pc->type == DW__REC_BLOCK) {
+			s->pref = pc->b;
+			rc = slot_publish(j, s, IT_COPY);
+		} else {
+			s->fe = pc->fe;
+			s->fe_copy = true;
+			rc = slot_publish(j, s, IT_END);
+			return rc < 0 ? rc : pc_next(pc);
+		}
+		if (rc < 0)
+			return rc;
+	}
+}
+
+/* Read a changed file block by block. The file's F entry was emitted. */
+static int read_file(struct job *j, int fd, bool pmatch, const char *path)
+{
+	struct pcur *pc = &j->pc;
+	bool pblocks = pmatch && pc->type == DW__REC_FILE; /* parent B records follow */
+	uint64_t total = 0;
+	uint32_t flags = 0;
+	struct slot *s;
+	int rc;
+
+	if (pblocks) {
+		rc = pc_next(pc);
+		if (rc < 0)
+			return rc;
+	}
+	for (;;) {
+		uint32_t got = 0;
+
+		rc = stopped(j);
+		if (rc < 0)
+			return rc;
+		s = slot_get(j);
+		if (!s)
+			return stopped(j);
+		while (got < j->block_size) {
+			ssize_t n = read(fd, s->buf + got, j->block_size - got);
+
+			if (n < 0) {
+				if (errno == EINTR)
+					continue;
+				warn(j, path, -errno);
+				flags |= DW__FILE_PARTIAL;
+				break;
+			}
+			if (n == 0)
+				break;
+			got += (uint32_t)n;
+		}
+		if (got == 0)
+			break; /* the slot stays free for the next item */
+		s->len = got;
+		if (pblocks && pc->type == DW__REC_BLOCK) {
+			s->has_parent = true;
+			s->pref = pc->b;
+			rc = pc_next(pc);
+			if (rc < 0)
+				return rc;
+		}
+		total += got;
+		j->rs.bytes_read += got;
+		rc = slot_publish(j, s, IT_BLOCK);
+		if (rc < 0)
+			return rc;
+		if (got < j->block_size || (flags & DW__FILE_PARTIAL))
+			break;
+	}
+	/* s is the free slot at head (or a fresh one) */
+	if (pblocks) {
+		while (pc->type == DW__REC_BLOCK) {
+			rc = pc_next(pc);
+			if (rc < 0)
+				return rc;
+		}
+	}
+	s = slot_get(j);
+	if (!s)
+		return stopped(j);
+	s->fe.size = total;
+	s->fe.flags = flags;
+	j->rs.bytes_total += total;
+	return slot_publish(j, s, IT_END);
+}
+
+static int walk_dir(struct job *j, int dfd, size_t plen, int depth);
+
+/* One directory entry: dfd/name, whose manifest path is j->pathbuf (plen bytes). */
+static int visit(struct job *j, int dfd, const char *name, size_t plen, int depth)
+{
+	const char *path = j->pathbuf;
+	struct dw__entry *e = NULL;
+	struct stat st;
+	bool pmatch = false;
+	int rc = 0, fd = -1;
+
+	rc = stopped(j);
+	if (rc < 0)
+		return rc;
+	if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+		if (errno == ENOENT)
+			return 0; /* vanished during the walk */
+		warn(j, path, -errno);
+		return 0;
+	}
+	rc = pc_seek(&j->pc, path, &pmatch);
+	if (rc < 0)
+		return rc;
+	e = dw_malloc(sizeof(*e));
+	if (!e)
+		return -ENOMEM;
+	if (S_ISDIR(st.st_mode)) {
+		fill_entry(e, DW__REC_DIR, path, &st);
+		rc = emit_entry(j, e);
+		if (rc < 0)
+			goto out;
+		j->rs.dirs++;
+		if (depth >= WALK_DEPTH_MAX) {
+			warn(j, path, -ELOOP);
+			goto out;
+		}
+		fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd < 0) {
+			warn(j, path, -errno);
+			goto out;
+		}
+		dw_free(e);
+		e = NULL;
+		rc = walk_dir(j, fd, plen, depth + 1);
+	} else if (S_ISLNK(st.st_mode)) {
+		ssize_t n;
+
+		fill_entry(e, DW__REC_SYMLINK, path, &st);
+		n = readlinkat(dfd, name, e->target, sizeof(e->target) - 1);
+		if (n < 0) {
+			warn(j, path, -errno);
+			goto out;
+		}
+		e->target[n] = '\0';
+		rc = emit_entry(j, e);
+		j->rs.symlinks++;
+	} else if (S_ISREG(st.st_mode)) {
+		const char *first = NULL;
+
+		if (st.st_nlink > 1) {
+			first = hl_lookup_or_add(j, st.st_dev, st.st_ino, path);
+			if (first) {
+				fill_entry(e, DW__REC_HARDLINK, path, &st);
+				snprintf(e->target, sizeof(e->target), "%s", first);
+				rc = emit_entry(j, e);
+				j->rs.hardlinks++;
+				goto out;
+			}
+		}
+		fill_entry(e, DW__REC_FILE, path, &st);
+		if (!j->full && pmatch && unchanged(j, &j->pc.e, &st)) {
+			rc = emit_entry(j, e);
+			if (rc < 0)
+				goto out;
+			j->rs.files++;
+			j->rs.files_unchanged++;
+			j->rs.bytes_total += (uint64_t)st.st_size;
+			rc = copy_file(j);
+			goto out;
+		}
+		fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOATIME);
+		if (fd < 0 && errno == EPERM)
+			fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd < 0) {
+			warn(j, path, -errno);
+			goto out;
+		}
+		rc = emit_entry(j, e);
+		if (rc < 0)
+			goto out;
+		j->rs.files++;
+		j->rs.files_changed++;
+		rc = read_file(j, fd, pmatch, path);
+	} else {
+		fill_entry(e, DW__REC_SPECIAL, path, &st);
+		rc = emit_entry(j, e);
+		j->rs.specials++;
+	}
+out:
+	if (fd >= 0)
+		close(fd);
+	dw_free(e);
+	return rc;
+}
+
+static int name_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/*
+ * Visit the entries of the directory dfd (whose path is pathbuf[0..plen)) in byte order. Owns and
+ * closes dfd. Names are gathered in one buffer per directory, so memory follows the largest
+ * directory on the current path, not the tree.
+ */
+static int walk_dir(struct job *j, int dfd, size_t plen, int depth)
+{
+	char *names = NULL, **idx = NULL;
+	size_t nlen = 0, ncap = 0, n = 0, icap = 0;
+	DIR *d = NULL;
+	struct dirent *de;
+	int fd2, rc = 0;
+
+	fd2 = dup(dfd);
+	if (fd2 < 0) {
+		rc = -errno;
+		goto out;
+	}
+	d = fdopendir(fd2);
+	if (!d) {
+		close(fd2);
+		warn(j, j->pathbuf, -errno);
+		goto out;
+	}
+	errno = 0;
+	while ((de = readdir(d))) {
+		size_t l = strlen(de->d_name) + 1;
+
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		if (nlen + l > ncap) {
+			size_t nc = ncap ? ncap * 2 : 4096;
+			char *nn;
+
+			while (nc < nlen + l)
+				nc *= 2;
+			if (nc > DIR_NAMES_MAX) {
+				rc = DW_ETOOBIG;
+				goto out;
+			}
+			nn = dw_realloc(names, nc);
+			if (!nn) {
+				rc = -ENOMEM;
+				goto out;
+			}
+			names = nn;
+			ncap = nc;
+		}
+		memcpy(names + nlen, de->d_name, l);
+		nlen += l;
+		n++;
+	}
+	if (n == 0)
+		goto out;
+	icap = n;
+	idx = dw_malloc(icap * sizeof(*idx));
+	if (!idx) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0, off = 0; i < n; i++) {
+		idx[i] = names + off;
+		off += strlen(names + off) + 1;
+	}
+	qsort(idx, n, sizeof(*idx), name_cmp);
+	for (size_t i = 0; i < n; i++) {
+		size_t l = strlen(idx[i]), np;
+
+		np = plen == 0 ? l : plen + 1 + l;
+		if (np >= DW__PATH_MAX) {
+			warn(j, idx[i], -ENAMETOOLONG);
+			continue;
+		}
+		if (plen == 0) {
+			memcpy(j->pathbuf, idx[i], l + 1);
+		} else {
+			j->pathbuf[plen] = '/';
+			memcpy(j->pathbuf + plen + 1, idx[i], l + 1);
+		}
+		rc = visit(j, dfd, idx[i], np, depth);
+		j->pathbuf[plen] = '\0';
+		if (rc < 0)
+			goto out;
+	}
+out:
+	if (d)
+		closedir(d);
+	dw_free(idx);
+	dw_free(names);
+	close(dfd);
+	return rc;
+}
+
+static void *reader_main(void *arg)
+{
+	struct job *j = arg;
+	struct dw__entry *e = dw_malloc(sizeof(*e));
+	struct stat st;
+	bool pmatch;
+	int rc, fd;
+
+	if (!e) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	if (fstat(j->srcfd, &st) < 0) {
+		rc = -errno;
+		goto out;
+	}
+	j->pathbuf[0] = '\0';
+	rc = pc_seek(&j->pc, ".", &pmatch);
+	if (rc < 0)
+		goto out;
+	fill_entry(e, DW__REC_DIR, ".", &st);
+	rc = emit_entry(j, e);
+	if (rc < 0)
+		goto out;
+	j->rs.dirs++;
+	fd = dup(j->srcfd);
+	if (fd < 0) {
+		rc = -errno;
+		goto out;
+	}
+	rc = walk_dir(j, fd, 0, 0);
+out:
+	dw_free(e);
+	if (rc < 0) {
+		job_fail(j, rc);
+	} else {
+		pthread_mutex_lock(&j->mu);
+		j->reader_done = true;
+		j->rstats = j->rs;
+		pthread_cond_broadcast(&j->cv_done);
+		pthread_cond_broadcast(&j->cv_work);
+		pthread_mutex_unlock(&j->mu);
+	}
+	return NULL;
+}
+
+/* ---- workers ------------------------------------------------------------------------------------
+ */
+
+static void *worker_main(void *arg)
+{
+	struct job *j = arg;
+	ZSTD_CCtx *cctx = ZSTD_createCCtx();
+
+	if (!cctx) {
+		job_fail(j, -ENOMEM);
+		return NULL;
+	}
+	pthread_mutex_lock(&j->mu);
+	for (;;) {
+		struct slot *s;
+		int rc;
+
+		while (!j->stop && j->work == j->head && !j->reader_done)
+			pthread_cond_wait(&j->cv_work, &j->mu);
+		if (j->stop || (j->work == j->head && j->reader_done))
+			break;
+		s = &j->slots[j->work % j->nslots];
+		j->work++;
+		if (s->state != S_FILLED)
+			continue;
+		s->state = S_WORKING;
+		pthread_mutex_unlock(&j->mu);
+
+		rc = dw__sha256(s->buf, s->len, s->sha);
+		if (rc == 0 && s->has_parent && s->pref.ulen == s->len &&
+		    memcmp(s->pref.sha, s->sha, DW__SHA_LEN) == 0) {
+			s->reuse = true;
+		} else if (rc == 0) {
+			size_t c =
+				ZSTD_compressCCtx(cctx, s->cbuf, s->ccap, s->buf, s->len, j->level);
+
+			s->reuse = false;
+			if (!ZSTD_isError(c) && c < s->len) {
+				s->zstd = true;
+				s->clen = (uint32_t)c;
+			} else {
+				s->zstd = false;
+				s->clen = s->len;
+			}
+		}
+		pthread_mutex_lock(&j->mu);
+		if (rc < 0) {
+			pthread_mutex_unlock(&j->mu);
+			job_fail(j, rc);
+			pthread_mutex_lock(&j->mu);
+			break;
+		}
+		s->state = S_DONE;
+		pthread_cond_broadcast(&j->cv_done);
+	}
+	pthread_mutex_unlock(&j->mu);
+	ZSTD_freeCCtx(cctx);
+	return NULL;
+}
+
+/* ---- committer ----------------------------------------------------------------------------------
+ */
+
+static int commit_slot(struct job *j, struct slot *s)
+{
+	struct dw__bref b;
+	int rc;
+
+	switch (s->kind) {
+	case IT_ENTRY:
+		if (s->ent->kind == DW__REC_FILE &&
+		    EVP_DigestInit_ex(j->fsha, EVP_sha256(), NULL) != 1)
+			return DW_EBACKEND;
+		return dw__mw_entry(&j->mw, s->ent);
+	case IT_COPY:
+		j->cs.blocks_reused++;
+		return dw__mw_block(&j->mw, &s->pref);
+	case IT_BLOCK:
+		if (s->reuse) {
+			b = s->pref;
+			j->cs.blocks_reused++;
+		} else {
+			memset(&b, 0, sizeof(b));
+			b.chain_idx = j->self_idx;
+			b.flags = s->zstd ? DW__BREF_ZSTD : 0;
+			b.clen = s->clen;
+			b.ulen = s->len;
+			memcpy(b.sha, s->sha, DW__SHA_LEN);
+			rc = dw__pw_append(&j->pw, s->zstd ? s->cbuf : s->buf, s->clen, &b.pack,
+					   &b.off);
+			if (rc < 0)
+				return rc;
+			j->cs.blocks_new++;
+		}
+		if (EVP_DigestUpdate(j->fsha, b.sha, DW__SHA_LEN) != 1)
+			return DW_EBACKEND;
+		return dw__mw_block(&j->mw, &b);
+	case IT_END:
+		if (!s->fe_copy) {
+			unsigned int n = 0;
+
+			if (EVP_DigestFinal_ex(j->fsha, s->fe.sha, &n) != 1)
+				return DW_EBACKEND;
+		}
+		return dw__mw_file_end(&j->mw, &s->fe);
+	default:
+		return DW_ECORRUPT;
+	}
+}
+
+static void merged_stats(struct job *j, const dw_backup_stats *r, dw_backup_stats *out)
+{
+	*out = *r;
+	out->blocks_new = j->cs.blocks_new;
+	out->blocks_reused = j->cs.blocks_reused;
+	out->bytes_stored = j->pw.bytes + j->mw.written;
+}
+
+static int committer_run(struct job *j)
+{
+	uint64_t last_ns = dw_clock_now(j->o->clock);
+	uint64_t every = (uint64_t)j->o->progress_ms * DW_NS_PER_MS;
+	int rc = 0;
+
+	for (;;) {
+		struct slot *s;
+		dw_backup_stats rs;
+
+		pthread_mutex_lock(&j->mu);
+		while (!j->stop &&
+		       !(j->tail < j->head && j->slots[j->tail % j->nslots].state == S_DONE) &&
+		       !(j->reader_done && j->tail == j->head))
+			pthread_cond_wait(&j->cv_done, &j->mu);
+		if (j->stop) {
+			rc = j->err ? j->err : DW_ECANCELED;
+			pthread_mutex_unlock(&j->mu);
+			return rc;
+		}
+		if (j->reader_done && j->tail == j->head) {
+			pthread_mutex_unlock(&j->mu);
+			return 0;
+		}
+		s = &j->slots[j->tail % j->nslots];
+		rs = j->rstats;
+		pthread_mutex_unlock(&j->mu);
+
+		rc = commit_slot(j, s);
+		if (rc < 0) {
+			job_fail(j, rc);
+			return rc;
+		}
+		pthread_mutex_lock(&j->mu);
+		s->state = S_FREE;
+		j->tail++;
+		pthread_cond_signal(&j->cv_free);
+		pthread_mutex_unlock(&j->mu);
+
+		if (j->o->progress) {
+			uint64_t now = dw_clock_now(j->o->clock);
+
+			if (now - last_ns >= every) {
+				dw_backup_stats st;
+
+				merged_stats(j, &rs, &st);
+				j->o->progress(j->o->arg, &st);
+				last_ns = now;
+			}
+		}
+	}
+}
+
+/* ---- create -------------------------------------------------------------------------------------
+ */
+
+static void slots_free(struct job *j)
+{
+	if (!j->slots)
+		return;
+	for (unsigned i = 0; i < j->nslots; i++) {
+		dw_free(j->slots[i].ent);
+		dw_free(j->slots[i].buf);
+		dw_free(j->slots[i].cbuf);
+	}
+	dw_free(j->slots);
+	j->slots = NULL;
+}
+
+static int slots_alloc(struct job *j)
+{
+	size_t cb = ZSTD_compressBound(j->block_size);
+
+	j->slots = dw_calloc(j->nslots, sizeof(*j->slots));
+	if (!j->slots)
+		return -ENOMEM;
+	for (unsigned i = 0; i < j->nslots; i++) {
+		struct slot *s = &j->slots[i];
+
+		s->ent = dw_malloc(sizeof(*s->ent));
+		s->buf = dw_malloc(j->block_size);
+		s->cbuf = dw_malloc(cb);
+		s->ccap = cb;
+		if (!s->ent || !s->buf || !s->cbuf)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+/* The job file: who is writing backup <id>, locked for as long as the process lives. */
+static int job_file_create(dw_backup_repo *r, const char *id, const char *source,
+			   const char *parent, int *lockfd)
+{
+	char rel[128], text[DW__PATH_MAX + 256];
+	int jl, fd, n, rc;
+
+	*lockfd = -1;
+	jl = dw__repo_lock(r, "jobs.lock", true, false);
+	if (jl < 0)
+		return jl;
+	snprintf(rel, sizeof(rel), "tmp/%s.job", id);
+	fd = openat(r->dirfd, rel, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		rc = -errno;
+		goto out;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		rc = errno == EWOULDBLOCK ? DW_ELOCKED : -errno;
+		close(fd);
+		goto out;
+	}
+	n = snprintf(text, sizeof(text), "pid %d\nsource %s\nparent %s\n", (int)getpid(), source,
+		     parent);
+	if (n >= (int)sizeof(text))
+		n = (int)sizeof(text) - 1;
+	rc = ftruncate(fd, 0) < 0 ? -errno : dw__write_all(fd, text, (size_t)n);
+	if (rc < 0) {
+		close(fd);
+		goto out;
+	}
+	*lockfd = fd;
+	rc = 0;
+out:
+	close(jl);
+	return rc;
+}
+
+/* Remove the files of an unfinished backup id (its packs, temp manifest and job file). */
+int dw__job_clean(dw_backup_repo *r, const char *id, uint64_t *bytes)
+{
+	char rel[128];
+	struct stat st;
+	int rc;
+
+	snprintf(rel, sizeof(rel), "packs/%s", id);
+	rc = dw__rm_tree_at(r->dirfd, rel, bytes);
+	if (rc < 0)
+		return rc;
+	snprintf(rel, sizeof(rel), "tmp/%s.manifest", id);
+	if (fstatat(r->dirfd, rel, &st, 0) == 0) {
+		if (bytes)
+			*bytes += (uint64_t)st.st_size;
+		unlinkat(r->dirfd, rel, 0);
+	}
+	snprintf(rel, sizeof(rel), "tmp/%s.job", id);
+	unlinkat(r->dirfd, rel, 0);
+	return 0;
+}
+
+static int source_lock(dw_backup_repo *r, const char *source)
+{
+	uint8_t h[DW__SHA_LEN];
+	char hex[2 * 8 + 1], rel[64];
+	int rc = dw__sha256(source, strlen(source), h);
+
+	if (rc < 0)
+		return rc;
+	dw__hex(h, 8, hex);
+	snprintf(rel, sizeof(rel), "locks/%s.lock", hex);
+	return dw__repo_lock(r, rel, true, false);
+}
+
+int dw_backup_create(dw_backup_repo *r, const dw_backup_create_opts *o, dw_backup_info *out)
+{
+	struct job *j = NULL;
+	struct dw__blist bl = { 0 };
+	const dw_backup_info *prev;
+	struct dw__mheader h = { 0 };
+	char *src = NULL;
+	char id[DW_BACKUP_ID_MAX], rel[160], rel2[160];
+	pthread_t reader, workers[WORKERS_MAX];
+	unsigned nw = 0, started = 0;
+	bool reader_started = false, published = false;
+	int repo_lock = -1, src_lock = -1, job_lock = -1, mfd = -1, rc;
+	struct dw__mtrailer t;
+	uint64_t created;
+
+	if (!r || !o || !o->source)
+		return DW_EUSAGE;
+	if (o->zstd_level < 1 || o->zstd_level > 19 || o->threads > WORKERS_MAX)
+		return DW_ECONFIG;
+	if (o->job_id[0] && !dw__id_valid(o->job_id))
+		return DW_EUSAGE;
+	src = realpath(o->source, NULL);
+	if (!src)
+		return errno == ENOENT || errno == ENOTDIR ? DW_ENOTFOUND : -errno;
+	if (strlen(src) >= DW__PATH_MAX) {
+		free(src);
+		return -ENAMETOOLONG;
+	}
+	j = dw_calloc(1, sizeof(*j));
+	if (!j) {
+		free(src);
+		return -ENOMEM;
+	}
+	j->r = r;
+	j->o = o;
+	j->srcfd = -1;
+	j->pc.fd = -1;
+	j->mw.fd = -1;
+	j->pw.fd = j->pw.dirfd = -1;
+	j->block_size = r->block_size;
+	j->level = o->zstd_level;
+	pthread_mutex_init(&j->mu, NULL);
+	pthread_cond_init(&j->cv_free, NULL);
+	pthread_cond_init(&j->cv_work, NULL);
+	pthread_cond_init(&j->cv_done, NULL);
+
+	j->srcfd = open(src, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (j->srcfd < 0) {
+		rc = errno == ENOENT || errno == ENOTDIR ? DW_ENOTFOUND : -errno;
+		goto out;
+	}
+	repo_lock = dw__repo_lock(r, "lock", false, false);
+	if (repo_lock < 0) {
+		rc = repo_lock;
+		goto out;
+	}
+	src_lock = source_lock(r, src);
+	if (src_lock < 0) {
+		rc = src_lock;
+		goto out;
+	}
+	rc = dw__blist_load(r, &bl);
+	if (rc < 0)
+		goto out;
+	prev = dw__blist_latest(&bl, src);
+	if (o->type == DW_BACKUP_INCREMENTAL && !prev) {
+		rc = DW_ENOTFOUND;
+		goto out;
+	}
+	if (o->type == DW_BACKUP_INCREMENTAL && prev->depth >= DW_BACKUP_CHAIN_MAX) {
+		rc = DW_ELIMIT;
+		goto out;
+	}
+	j->full = o->type == DW_BACKUP_FULL || !prev || prev->depth >= DW_BACKUP_CHAIN_MAX;
+
+	created = dw_clock_wall(o->clock);
+	if (o->job_id[0]) {
+		snprintf(id, sizeof(id), "%s", o->job_id);
+		dw__job_clean(r, id, NULL); /* a resumed id starts over */
+	} else {
+		dw__id_new(created, id);
+	}
+	snprintf(rel, sizeof(rel), "backups/%s.manifest", id);
+	if (faccessat(r->dirfd, rel, F_OK, 0) == 0) {
+		rc = DW_EEXIST;
+		goto out;
+	}
+	rc = job_file_create(r, id, src, j->full ? "" : prev->id, &job_lock);
+	if (rc < 0)
+		goto out;
+
+	/* header: the parent's chain plus this backup */
+	h.type = j->full ? DW_BACKUP_FULL : DW_BACKUP_INCREMENTAL;
+	h.block_size = j->block_size;
+	h.created_ns = created;
+	snprintf(h.source, sizeof(h.source), "%s", src);
+	if (!j->full) {
+		snprintf(rel2, sizeof(rel2), "backups/%s.manifest", prev->id);
+		j->pc.fd = openat(r->dirfd, rel2, O_RDONLY | O_CLOEXEC);
+		if (j->pc.fd < 0) {
+			rc = -errno;
+			goto out;
+		}
+		rc = dw__mr_open(&j->pc.mr, j->pc.fd);
+		if (rc < 0)
+			goto out;
+		j->pc.open = true;
+		if (j->pc.mr.h.block_size != j->block_size) {
+			rc = DW_ECORRUPT;
+			goto out;
+		}
+		rc = pc_next(&j->pc);
+		if (rc < 0)
+			goto out;
+		h.chain_len = (uint16_t)(j->pc.mr.h.chain_len + 1);
+	} else {
+		h.chain_len = 1;
+	}
+	h.chain = dw_calloc(h.chain_len, DW_BACKUP_ID_MAX);
+	if (!h.chain) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	for (uint16_t i = 0; i + 1 < h.chain_len; i++)
+		memcpy(h.chain[i], j->pc.mr.h.chain[i], DW_BACKUP_ID_MAX);
+	snprintf(h.chain[h.chain_len - 1], DW_BACKUP_ID_MAX, "%s", id);
+	j->self_idx = (uint16_t)(h.chain_len - 1);
+
+	snprintf(rel, sizeof(rel), "tmp/%s.manifest", id);
+	mfd = openat(r->dirfd, rel, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (mfd < 0) {
+		rc = -errno;
+		goto out;
+	}
+	rc = dw__mw_open(&j->mw, mfd);
+	if (rc < 0)
+		goto out;
+	rc = dw__mw_header(&j->mw, &h);
+	if (rc < 0)
+		goto out;
+	rc = dw__pw_open(&j->pw, r->dirfd, id, r->pack_size, o->fsync);
+	if (rc < 0)
+		goto out;
+	j->fsha = EVP_MD_CTX_new();
+	j->pathbuf = dw_malloc(DW__PATH_MAX);
+	if (!j->fsha || !j->pathbuf) {
+		rc = -ENOMEM;
+		goto out;
+	}
+
+	nw = o->threads;
+	if (nw == 0) {
+		long c = sysconf(_SC_NPROCESSORS_ONLN);
+
+		nw = c < 1 ? 1 : (c > WORKERS_MAX ? WORKERS_MAX : (unsigned)c);
+	}
+	j->nslots = 3 * nw + 2;
+	rc = slots_alloc(j);
+	if (rc < 0)
+		goto out;
+	for (started = 0; started < nw; started++) {
+		rc = -pthread_create(&workers[started], NULL, worker_main, j);
+		if (rc < 0)
+			goto stop;
+	}
+	rc = -pthread_create(&reader, NULL, reader_main, j);
+	if (rc < 0)
+		goto stop;
+	reader_started = true;
+	rc = committer_run(j);
+stop:
+	if (rc < 0)
+		job_fail(j, rc);
+	if (reader_started)
+		pthread_join(reader, NULL);
+	pthread_mutex_lock(&j->mu);
+	j->reader_done = true;
+	pthread_cond_broadcast(&j->cv_work);
+	pthread_mutex_unlock(&j->mu);
+	for (unsigned i = 0; i < started; i++)
+		pthread_join(workers[i], NULL);
+	if (rc == 0 && j->err)
+		rc = j->err;
+	if (rc < 0)
+		goto out;
+
+	/* make it durable, then visible */
+	rc = dw__pw_finish(&j->pw);
+	if (rc < 0)
+		goto out;
+	memset(&t, 0, sizeof(t));
+	merged_stats(j, &j->rs, &t.stats);
+	t.stats.bytes_stored += DW__TRAILER_SIZE;
+	t.finished_ns = dw_clock_wall(o->clock);
+	rc = dw__mw_finish(&j->mw, &t);
+	if (rc < 0)
+		goto out;
+	if (o->fsync && fsync(mfd) < 0) {
+		rc = -errno;
+		goto out;
+	}
+	snprintf(rel, sizeof(rel), "tmp/%s.manifest", id);
+	snprintf(rel2, sizeof(rel2), "backups/%s.manifest", id);
+	if (renameat(r->dirfd, rel, r->dirfd, rel2) < 0) {
+		rc = -errno;
+		goto out;
+	}
+	published = true;
+	if (o->fsync) {
+		rc = dw__fsync_dir_at(r->dirfd, "backups");
+		if (rc < 0)
+			goto out;
+	}
+	dw_log(DW_LOG_INFO, "backup", "created", "id=%s type=%s files=%llu bytes_stored=%llu", id,
+	       j->full ? "full" : "incremental", (unsigned long long)t.stats.files,
+	       (unsigned long long)t.stats.bytes_stored);
+	if (out) {
+		memset(out, 0, sizeof(*out));
+		snprintf(out->id, sizeof(out->id), "%s", id);
+		snprintf(out->chain, sizeof(out->chain), "%s", h.chain[0]);
+		if (!j->full)
+			snprintf(out->parent, sizeof(out->parent), "%s", prev->id);
+		out->type = j->full ? DW_BACKUP_FULL : DW_BACKUP_INCREMENTAL;
+		out->depth = j->self_idx;
+		out->created_ns = created;
+		out->finished_ns = t.finished_ns;
+		snprintf(out->source, sizeof(out->source), "%s", src);
+		out->stats = t.stats;
+		dw__backup_bytes(r, id, &out->repo_bytes);
+	}
+	rc = 0;
+out:
+	if (j) {
+		slots_free(j);
+		dw__pw_close(&j->pw);
+		dw__mw_close(&j->mw);
+		if (j->pc.open)
+			dw__mr_close(&j->pc.mr);
+		if (j->pc.fd >= 0)
+			close(j->pc.fd);
+		if (j->fsha)
+			EVP_MD_CTX_free(j->fsha);
+		hl_free(j);
+		dw_free(j->pathbuf);
+		if (j->srcfd >= 0)
+			close(j->srcfd);
+		pthread_cond_destroy(&j->cv_free);
+		pthread_cond_destroy(&j->cv_work);
+		pthread_cond_destroy(&j->cv_done);
+		pthread_mutex_destroy(&j->mu);
+		dw_free(j);
+	}
+	if (mfd >= 0)
+		close(mfd);
+	if (job_lock >= 0) {
+		if (rc < 0 && !published)
+			dw__job_clean(r, id, NULL);
+		else {
+			snprintf(rel, sizeof(rel), "tmp/%s.job", id);
+			unlinkat(r->dirfd, rel, 0);
+		}
+		close(job_lock);
+	}
+	dw__mheader_free(&h);
+	dw__blist_free(&bl);
+	if (src_lock >= 0)
+		close(src_lock);
+	if (repo_lock >= 0)
+		close(repo_lock);
+	free(src);
+	return rc;
+}

@@ -1,0 +1,248 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Pack files: the data of one backup, in REPO/packs/<backup id>/<n>.pack.
+ *
+ *   pack     +----------------+---------+---------+-----+
+ *            | "DWPACK01" + 8 | block 0 | block 1 | ... |    a block is a zstd frame, or raw
+ *            |  zero bytes    |         |         |     |    bytes when zstd did not shrink it
+ *            +----------------+---------+---------+-----+
+ *
+ * A pack carries no index: the manifest's block records (pack, offset, lengths, flags, SHA-256)
+ * are the index, so a pack is written strictly append-only by one writer and needs no update in
+ * place. A pack is closed (fsynced when durability is asked for) once it passes the target size;
+ * n counts up from 0, written as eight decimal digits so names sort.
+ *
+ * The reader keeps up to DW__PR_SLOTS packs open (least recently used goes), because blocks of
+ * consecutive files of an incremental point into a handful of packs of its chain.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <zstd.h>
+
+#include "backup/backup_int.h"
+
+static void pack_name(uint32_t n, char out[32])
+{
+	snprintf(out, 32, "%08u.pack", n);
+}
+
+static int pw_new_pack(struct dw__pwriter *p)
+{
+	char name[32];
+	uint8_t hdr[DW__PACK_HDR] = { 0 };
+	int rc;
+
+	if (p->fd >= 0) {
+		if (p->fsync && fsync(p->fd) < 0)
+			return -errno;
+		close(p->fd);
+		p->fd = -1;
+		p->pack_no++;
+	}
+	if (p->pack_no > DW__PACK_MAX_NO)
+		return DW_ETOOBIG;
+	pack_name(p->pack_no, name);
+	p->fd = openat(p->dirfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (p->fd < 0)
+		return -errno;
+	memcpy(hdr, DW__PACK_MAGIC, 8);
+	rc = dw__write_all(p->fd, hdr, sizeof(hdr));
+	if (rc < 0)
+		return rc;
+	p->off = DW__PACK_HDR;
+	p->bytes += DW__PACK_HDR;
+	return 0;
+}
+
+int dw__pw_open(struct dw__pwriter *p, int repofd, const char *id, uint64_t pack_size,
+		bool do_fsync)
+{
+	char rel[128];
+
+	memset(p, 0, sizeof(*p));
+	p->fd = -1;
+	p->dirfd = -1;
+	p->pack_size = pack_size;
+	p->fsync = do_fsync;
+	if (snprintf(rel, sizeof(rel), "packs/%s", id) >= (int)sizeof(rel))
+		return DW_EBADKEY;
+	if (mkdirat(repofd, rel, 0755) < 0 && errno != EEXIST)
+		return -errno;
+	p->dirfd = openat(repofd, rel, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (p->dirfd < 0)
+		return -errno;
+	return 0;
+}
+
+int dw__pw_append(struct dw__pwriter *p, const void *data, uint32_t len, uint32_t *pack,
+		  uint64_t *off)
+{
+	int rc;
+
+	if (p->fd < 0 || p->off >= p->pack_size) {
+		rc = pw_new_pack(p);
+		if (rc < 0)
+			return rc;
+	}
+	rc = dw__write_all(p->fd, data, len);
+	if (rc < 0)
+		return rc;
+	*pack = p->pack_no;
+	*off = p->off;
+	p->off += len;
+	p->bytes += len;
+	return 0;
+}
+
+int dw__pw_finish(struct dw__pwriter *p)
+{
+	if (!p->fsync)
+		return 0;
+	if (p->fd >= 0 && fsync(p->fd) < 0)
+		return -errno;
+	if (p->dirfd >= 0 && fsync(p->dirfd) < 0)
+		return -errno;
+	return 0;
+}
+
+void dw__pw_close(struct dw__pwriter *p)
+{
+	if (p->fd >= 0)
+		close(p->fd);
+	if (p->dirfd >= 0)
+		close(p->dirfd);
+	p->fd = p->dirfd = -1;
+}
+
+/* ---- reader ------------------------------------------------------------------------------------
+ */
+
+int dw__pr_open(struct dw__preader *p, int repofd, char (*chain)[DW_BACKUP_ID_MAX],
+		uint16_t chain_len)
+{
+	memset(p, 0, sizeof(*p));
+	p->repofd = repofd;
+	p->chain = chain;
+	p->chain_len = chain_len;
+	for (int i = 0; i < DW__PR_SLOTS; i++)
+		p->slot[i].fd = -1;
+	p->dctx = ZSTD_createDCtx();
+	if (!p->dctx)
+		return -ENOMEM;
+	return 0;
+}
+
+/* The slot holding pack (ci, pack), opening it if needed. */
+static int pr_slot(struct dw__preader *p, uint16_t ci, uint32_t pack, int *out)
+{
+	int victim = 0;
+	char rel[160];
+	struct stat st;
+	int fd;
+
+	if (ci >= p->chain_len)
+		return DW_ECORRUPT;
+	for (int i = 0; i < DW__PR_SLOTS; i++) {
+		if (p->slot[i].fd >= 0 && p->slot[i].ci == ci && p->slot[i].pack == pack) {
+			p->slot[i].used = ++p->tick;
+			*out = i;
+			return 0;
+		}
+		if (p->slot[i].fd < 0 ||
+		    (p->slot[victim].fd >= 0 && p->slot[i].used < p->slot[victim].used))
+			victim = i;
+	}
+	if (snprintf(rel, sizeof(rel), "packs/%s/%08u.pack", p->chain[ci], pack) >=
+	    (int)sizeof(rel))
+		return DW_ECORRUPT;
+	fd = openat(p->repofd, rel, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? DW_ECORRUPT : -errno;
+	if (fstat(fd, &st) < 0) {
+		int rc = -errno;
+
+		close(fd);
+		return rc;
+	}
+	if (p->slot[victim].fd >= 0)
+		close(p->slot[victim].fd);
+	p->slot[victim].fd = fd;
+	p->slot[victim].ci = ci;
+	p->slot[victim].pack = pack;
+	p->slot[victim].size = (uint64_t)st.st_size;
+	p->slot[victim].used = ++p->tick;
+	*out = victim;
+	return 0;
+}
+
+int dw__pr_locate(struct dw__preader *p, const struct dw__bref *b)
+{
+	int s, rc = pr_slot(p, b->chain_idx, b->pack, &s);
+
+	if (rc < 0)
+		return rc;
+	if (b->off < DW__PACK_HDR || b->off + b->clen > p->slot[s].size)
+		return DW_ECORRUPT;
+	return 0;
+}
+
+int dw__pr_read(struct dw__preader *p, const struct dw__bref *b, uint8_t *out, bool verify)
+{
+	uint8_t sha[DW__SHA_LEN];
+	int s, rc;
+
+	rc = dw__pr_locate(p, b);
+	if (rc < 0)
+		return rc;
+	pr_slot(p, b->chain_idx, b->pack, &s);
+	if (b->flags & DW__BREF_ZSTD) {
+		size_t n;
+
+		if (p->ccap < b->clen) {
+			uint8_t *nb = dw_realloc(p->cbuf, b->clen);
+
+			if (!nb)
+				return -ENOMEM;
+			p->cbuf = nb;
+			p->ccap = b->clen;
+		}
+		rc = dw__pread_all(p->slot[s].fd, p->cbuf, b->clen, b->off);
+		if (rc < 0)
+			return rc;
+		n = ZSTD_decompressDCtx(p->dctx, out, b->ulen, p->cbuf, b->clen);
+		if (ZSTD_isError(n) || n != b->ulen)
+			return DW_ECORRUPT;
+	} else {
+		if (b->clen != b->ulen)
+			return DW_ECORRUPT;
+		rc = dw__pread_all(p->slot[s].fd, out, b->ulen, b->off);
+		if (rc < 0)
+			return rc;
+	}
+	if (verify) {
+		rc = dw__sha256(out, b->ulen, sha);
+		if (rc < 0)
+			return rc;
+		if (memcmp(sha, b->sha, DW__SHA_LEN) != 0)
+			return DW_ECORRUPT;
+	}
+	return 0;
+}
+
+void dw__pr_close(struct dw__preader *p)
+{
+	for (int i = 0; i < DW__PR_SLOTS; i++) {
+		if (p->slot[i].fd >= 0)
+			close(p->slot[i].fd);
+		p->slot[i].fd = -1;
+	}
+	if (p->dctx)
+		ZSTD_freeDCtx(p->dctx);
+	p->dctx = NULL;
+	dw_free(p->cbuf);
+	p->cbuf = NULL;
+}

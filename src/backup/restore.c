@@ -1,0 +1,753 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Restore and check: the two readers of a backup.
+ *
+ * Restore streams one manifest: every entry is created below the target directory through a
+ * descriptor of that directory, every block is read from its pack, decompressed and checked
+ * against its SHA-256 before it is written, and every file against its file hash. Directory
+ * metadata (mode, owner, times) is applied when the walk leaves the directory, so creating the
+ * children does not disturb its mtime; a stack holds only the directories of the current path.
+ *
+ * A manifest is untrusted input: paths must be relative, without "." or ".." components, in
+ * strictly increasing manifest order, and each entry's parent must be the directory just restored
+ * (the top of the stack). Together with O_NOFOLLOW/O_EXCL this means a restore creates files only
+ * inside directories it created itself, never through a symlink it restored.
+ *
+ * Check walks every manifest the same way without writing: its hash, its order, its chain, every
+ * reference (inside an existing pack of an ancestor) and, with read_data, every block the backup
+ * itself stored (each stored block is read once, by its owner).
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+
+#include "backup/backup_int.h"
+
+#define DIRSTACK_MAX 1024
+
+void dw_backup_restore_opts_default(dw_backup_restore_opts *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->owners = true;
+}
+
+/* Relative, no empty, "." or ".." components, no leading or trailing slash. */
+static bool path_safe(const char *p)
+{
+	if (!*p || *p == '/')
+		return false;
+	for (;;) {
+		size_t l = strcspn(p, "/");
+
+		if (l == 0 || (l == 1 && p[0] == '.') || (l == 2 && p[0] == '.' && p[1] == '.'))
+			return false;
+		p += l;
+		if (!*p)
+			return true;
+		p++;
+	}
+}
+
+/* Is a an ancestor directory of b (a = "." is everyone's)? */
+static bool is_ancestor(const char *a, const char *b)
+{
+	size_t l = strlen(a);
+
+	if (strcmp(a, ".") == 0)
+		return strcmp(b, ".") != 0;
+	return strncmp(a, b, l) == 0 && b[l] == '/';
+}
+
+/* The parent path of p ("." for a top-level name) into out. */
+static void parent_of(const char *p, char *out, size_t cap)
+{
+	const char *s = strrchr(p, '/');
+
+	if (!s)
+		snprintf(out, cap, ".");
+	else
+		snprintf(out, cap, "%.*s", (int)(s - p), p);
+}
+
+struct dstack_ent {
+	char *path;
+	uint32_t mode, uid, gid;
+	struct timespec times[2];
+};
+
+struct rst {
+	dw_backup_repo *r;
+	const dw_backup_restore_opts *o;
+	int tfd;
+	struct dstack_ent *st;
+	size_t n;
+	dw_backup_stats stats;
+	bool owners;
+};
+
+static void rwarn(struct rst *s, const char *path, int err)
+{
+	char q[512];
+
+	s->stats.unreadable++;
+	dw_log(DW_LOG_WARN, "backup", "restore_skip", "path=%s err=%s",
+	       dw_log_quote(path, q, sizeof(q)), dw_err_name(err));
+	if (s->o->warn)
+		s->o->warn(s->o->arg, path, err);
+}
+
+static void meta_times(const struct dw__entry *e, struct timespec ts[2])
+{
+	ts[0].tv_sec = e->mtime_sec; /* atime is not kept: restore it as the mtime */
+	ts[0].tv_nsec = e->mtime_nsec;
+	ts[1].tv_sec = e->mtime_sec;
+	ts[1].tv_nsec = e->mtime_nsec;
+}
+
+static void chown_at(struct rst *s, const char *path, uint32_t uid, uint32_t gid, int flags)
+{
+	if (s->owners && fchownat(s->tfd, path, uid, gid, flags) < 0 && errno != EPERM)
+		rwarn(s, path, -errno);
+}
+
+static int dstack_pop(struct rst *s)
+{
+	struct dstack_ent *d = &s->st[--s->n];
+	const char *p = d->path;
+
+	chown_at(s, p, d->uid, d->gid, 0);
+	if (fchmodat(s->tfd, p, d->mode & 07777, 0) < 0)
+		rwarn(s, p, -errno);
+	if (utimensat(s->tfd, p, d->times, 0) < 0)
+		rwarn(s, p, -errno);
+	dw_free(d->path);
+	return 0;
+}
+
+static int dstack_push(struct rst *s, const struct dw__entry *e)
+{
+	struct dstack_ent *d;
+
+	if (s->n == DIRSTACK_MAX)
+		return DW_ECORRUPT;
+	d = &s->st[s->n];
+	d->path = dw_strdup(e->path);
+	if (!d->path)
+		return -ENOMEM;
+	d->mode = e->mode;
+	d->uid = e->uid;
+	d->gid = e->gid;
+	meta_times(e, d->times);
+	s->n++;
+	return 0;
+}
+
+/* Pop finished directories; the top must then be the parent of path. */
+static int dstack_enter(struct rst *s, const char *path)
+{
+	char parent[DW__PATH_MAX];
+
+	while (s->n > 0 && !is_ancestor(s->st[s->n - 1].path, path))
+		dstack_pop(s);
+	parent_of(path, parent, sizeof(parent));
+	if (s->n == 0 || strcmp(s->st[s->n - 1].path, parent) != 0)
+		return DW_ECORRUPT;
+	return 0;
+}
+
+/* Should entry path be restored for the filter P (P itself, below it, or an ancestor)? */
+static bool wanted(const char *filter, const char *path)
+{
+	size_t l;
+
+	if (!filter)
+		return true;
+	if (strcmp(path, ".") == 0)
+		return true;
+	l = strlen(filter);
+	if (strcmp(path, filter) == 0 || (strncmp(path, filter, l) == 0 && path[l] == '/'))
+		return true;
+	return is_ancestor(path, filter);
+}
+
+static bool target_empty(int fd)
+{
+	int fd2 = dup(fd);
+	DIR *d;
+	struct dirent *de;
+	bool empty = true;
+
+	if (fd2 < 0)
+		return false;
+	d = fdopendir(fd2);
+	if (!d) {
+		close(fd2);
+		return false;
+	}
+	while ((de = readdir(d))) {
+		if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..")) {
+			empty = false;
+			break;
+		}
+	}
+	closedir(d);
+	return empty;
+}
+
+/* Restore one regular file: blocks follow in the manifest, then the file end. */
+static int restore_file(struct rst *s, struct dw__mreader *m, struct dw__preader *pr,
+			const struct dw__entry *e, bool write_it, uint8_t *buf)
+{
+	struct dw__entry dummy;
+	struct dw__bref b;
+	struct dw__file_end fe;
+	EVP_MD_CTX *sha = EVP_MD_CTX_new();
+	uint8_t fsha[DW__SHA_LEN];
+	uint64_t total = 0;
+	unsigned int hl = 0;
+	int fd = -1, rc, t;
+
+	if (!sha)
+		return -ENOMEM;
+	if (EVP_DigestInit_ex(sha, EVP_sha256(), NULL) != 1) {
+		rc = DW_EBACKEND;
+		goto out;
+	}
+	if (write_it) {
+		fd = openat(s->tfd, e->path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+			    0600);
+		if (fd < 0) {
+			rc = -errno;
+			goto out;
+		}
+	}
+	for (;;) {
+		t = dw__mr_next(m, &dummy, &b, &fe);
+		if (t < 0) {
+			rc = t;
+			goto out;
+		}
+		if (t == DW__REC_FILE_END)
+			break;
+		if (t != DW__REC_BLOCK) {
+			rc = DW_ECORRUPT;
+			goto out;
+		}
+		if (EVP_DigestUpdate(sha, b.sha, DW__SHA_LEN) != 1) {
+			rc = DW_EBACKEND;
+			goto out;
+		}
+		total += b.ulen;
+		if (!write_it)
+			continue;
+		rc = dw__pr_read(pr, &b, buf, true);
+		if (rc < 0)
+			goto out;
+		rc = dw__write_all(fd, buf, b.ulen);
+		if (rc < 0)
+			goto out;
+		s->stats.blocks_new++;
+		s->stats.bytes_read += b.ulen;
+	}
+	if (EVP_DigestFinal_ex(sha, fsha, &hl) != 1) {
+		rc = DW_EBACKEND;
+		goto out;
+	}
+	if (fe.size != total || memcmp(fsha, fe.sha, DW__SHA_LEN) != 0) {
+		rc = DW_ECORRUPT;
+		goto out;
+	}
+	rc = 0;
+	if (!write_it)
+		goto out;
+	if (fe.flags & DW__FILE_PARTIAL)
+		rwarn(s, e->path, -EIO); /* restored as far as it could be read */
+	if (s->owners && fchown(fd, e->uid, e->gid) < 0 && errno != EPERM)
+		rwarn(s, e->path, -errno);
+	if (fchmod(fd, e->mode & 07777) < 0)
+		rwarn(s, e->path, -errno);
+	{
+		struct timespec ts[2];
+
+		meta_times(e, ts);
+		if (futimens(fd, ts) < 0)
+			rwarn(s, e->path, -errno);
+	}
+	s->stats.files++;
+	s->stats.bytes_total += total;
+out:
+	if (fd >= 0)
+		close(fd);
+	EVP_MD_CTX_free(sha);
+	return rc;
+}
+
+static int restore_entry(struct rst *s, const struct dw__entry *e)
+{
+	struct timespec ts[2];
+
+	meta_times(e, ts);
+	switch (e->kind) {
+	case DW__REC_DIR:
+		if (mkdirat(s->tfd, e->path, 0700) < 0)
+			return -errno;
+		s->stats.dirs++;
+		return dstack_push(s, e);
+	case DW__REC_SYMLINK:
+		if (symlinkat(e->target, s->tfd, e->path) < 0)
+			return -errno;
+		chown_at(s, e->path, e->uid, e->gid, AT_SYMLINK_NOFOLLOW);
+		if (utimensat(s->tfd, e->path, ts, AT_SYMLINK_NOFOLLOW) < 0)
+			rwarn(s, e->path, -errno);
+		s->stats.symlinks++;
+		return 0;
+	case DW__REC_HARDLINK:
+		if (!path_safe(e->target))
+			return DW_ECORRUPT;
+		if (linkat(s->tfd, e->target, s->tfd, e->path, 0) < 0) {
+			rwarn(s, e->path, -errno); /* its first name was not restored */
+			return 0;
+		}
+		s->stats.hardlinks++;
+		return 0;
+	case DW__REC_SPECIAL:
+		if (mknodat(s->tfd, e->path, e->mode & ~07777u, (dev_t)e->rdev) < 0) {
+			rwarn(s, e->path, -errno); /* devices need privilege */
+			return 0;
+		}
+		chown_at(s, e->path, e->uid, e->gid, AT_SYMLINK_NOFOLLOW);
+		if (fchmodat(s->tfd, e->path, e->mode & 07777, 0) < 0)
+			rwarn(s, e->path, -errno);
+		if (utimensat(s->tfd, e->path, ts, AT_SYMLINK_NOFOLLOW) < 0)
+			rwarn(s, e->path, -errno);
+		s->stats.specials++;
+		return 0;
+	default:
+		return DW_ECORRUPT;
+	}
+}
+
+/* Normalise a --path filter: strip "./" prefixes and trailing slashes; "" or "." = all. */
+static int norm_filter(const char *in, char *out, size_t cap, const char **res)
+{
+	size_t l;
+
+	*res = NULL;
+	if (!in)
+		return 0;
+	while (in[0] == '.' && in[1] == '/')
+		in += 2;
+	while (*in == '/')
+		in++;
+	l = strlen(in);
+	while (l > 0 && in[l - 1] == '/')
+		l--;
+	if (l == 0 || (l == 1 && in[0] == '.'))
+		return 0;
+	if (l >= cap)
+		return -ENAMETOOLONG;
+	memcpy(out, in, l);
+	out[l] = '\0';
+	if (!path_safe(out))
+		return DW_EUSAGE;
+	*res = out;
+	return 0;
+}
+
+static int open_manifest(dw_backup_repo *r, const char *id, int *fd)
+{
+	char rel[128];
+
+	snprintf(rel, sizeof(rel), "backups/%s.manifest", id);
+	*fd = openat(r->dirfd, rel, O_RDONLY | O_CLOEXEC);
+	if (*fd < 0)
+		return errno == ENOENT ? DW_ENOTFOUND : -errno;
+	return 0;
+}
+
+int dw_backup_restore(dw_backup_repo *r, const char *id, const dw_backup_restore_opts *o,
+		      dw_backup_stats *out)
+{
+	struct rst s = { .r = r, .o = o, .tfd = -1 };
+	struct dw__mreader m = { .fd = -1 };
+	struct dw__preader pr = { 0 };
+	struct dw__entry *e = NULL, *prev = NULL;
+	dw_backup_info info;
+	char fbuf[DW__PATH_MAX];
+	const char *filter = NULL;
+	uint8_t *buf = NULL;
+	bool mopen = false, propen = false, have_prev = false;
+	int lock = -1, mfd = -1, rc;
+
+	if (!r || !id || !o || !o->target)
+		return DW_EUSAGE;
+	s.owners = o->owners;
+	rc = norm_filter(o->path, fbuf, sizeof(fbuf), &filter);
+	if (rc < 0)
+		return rc;
+	lock = dw__repo_lock(r, "lock", false, false);
+	if (lock < 0)
+		return lock;
+	rc = dw_backup_stat(r, id, &info);
+	if (rc < 0)
+		goto out;
+	rc = open_manifest(r, info.id, &mfd);
+	if (rc < 0)
+		goto out;
+	rc = dw__mr_open(&m, mfd);
+	if (rc < 0)
+		goto out;
+	mopen = true;
+	rc = dw__pr_open(&pr, r->dirfd, m.h.chain, m.h.chain_len);
+	if (rc < 0)
+		goto out;
+	propen = true;
+	if (mkdir(o->target, 0700) < 0 && errno != EEXIST) {
+		rc = -errno;
+		goto out;
+	}
+	s.tfd = open(o->target, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (s.tfd < 0) {
+		rc = -errno;
+		goto out;
+	}
+	if (!target_empty(s.tfd)) {
+		rc = DW_EEXIST;
+		goto out;
+	}
+	s.st = dw_calloc(DIRSTACK_MAX, sizeof(*s.st));
+	e = dw_malloc(sizeof(*e));
+	prev = dw_malloc(sizeof(*prev));
+	buf = dw_malloc(m.h.block_size);
+	if (!s.st || !e || !prev || !buf) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	for (;;) {
+		struct dw__bref b;
+		struct dw__file_end fe;
+		bool want;
+		int t = dw__mr_next(&m, e, &b, &fe);
+
+		if (t < 0) {
+			rc = t;
+			goto out;
+		}
+		if (t == 0)
+			break;
+		if (t == DW__REC_BLOCK || t == DW__REC_FILE_END) {
+			rc = DW_ECORRUPT; /* outside a file */
+			goto out;
+		}
+		/* order and shape of the manifest */
+		if (!have_prev) {
+			if (t != DW__REC_DIR || strcmp(e->path, ".") != 0) {
+				rc = DW_ECORRUPT;
+				goto out;
+			}
+		} else if (!path_safe(e->path) || dw__path_cmp(prev->path, e->path) >= 0) {
+			rc = DW_ECORRUPT;
+			goto out;
+		}
+		memcpy(prev->path, e->path, strlen(e->path) + 1);
+		want = wanted(filter, e->path);
+		if (!have_prev) {
+			have_prev = true;
+			s.stats.dirs++;
+			/* for a partial restore the root stays on the stack unapplied: the
+			 * target's own metadata is left alone */
+			rc = dstack_push(&s, e);
+			if (rc < 0)
+				goto out;
+			continue;
+		}
+		if (want) {
+			rc = dstack_enter(&s, e->path);
+			if (rc < 0)
+				goto out;
+		}
+		if (t == DW__REC_FILE) {
+			rc = restore_file(&s, &m, &pr, e, want, buf);
+			if (rc < 0)
+				goto out;
+			continue;
+		}
+		if (!want)
+			continue;
+		rc = restore_entry(&s, e);
+		if (rc < 0)
+			goto out;
+	}
+	if (!m.have_trailer) {
+		rc = DW_ECORRUPT;
+		goto out;
+	}
+	while (s.n > (filter ? 1u : 0u))
+		dstack_pop(&s);
+	rc = 0;
+out:
+	if (s.st) {
+		while (s.n > 0)
+			dw_free(s.st[--s.n].path);
+		dw_free(s.st);
+	}
+	if (out)
+		*out = s.stats;
+	dw_free(buf);
+	dw_free(prev);
+	dw_free(e);
+	if (propen)
+		dw__pr_close(&pr);
+	if (mopen)
+		dw__mr_close(&m);
+	if (mfd >= 0)
+		close(mfd);
+	if (s.tfd >= 0)
+		close(s.tfd);
+	if (lock >= 0)
+		close(lock);
+	return rc;
+}
+
+/* ---- check ---------------------------------------------------------------------------------- */
+
+struct chk {
+	dw_backup_repo *r;
+	dw_backup_problem_fn fn;
+	void *arg;
+	dw_backup_check_report rep;
+};
+
+static void problem(struct chk *c, const char *id, const char *fmt, const char *detail)
+{
+	char msg[512];
+
+	snprintf(msg, sizeof(msg), fmt, detail);
+	c->rep.errors++;
+	dw_log(DW_LOG_WARN, "backup", "check_error", "id=%s msg=\"%s\"", id, msg);
+	if (c->fn)
+		c->fn(c->arg, id, msg);
+}
+
+static int check_one(struct chk *c, const char *id, bool read_data, uint8_t **buf, size_t *bcap)
+{
+	struct dw__mreader m;
+	struct dw__preader pr;
+	struct dw__entry *e = dw_malloc(sizeof(*e));
+	char *prev = dw_malloc(DW__PATH_MAX);
+	EVP_MD_CTX *sha = EVP_MD_CTX_new();
+	bool in_file = false, first = true, mopen = false, propen = false;
+	int fd = -1, rc;
+	uint64_t total = 0;
+
+	if (!e || !prev || !sha) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	rc = open_manifest(c->r, id, &fd);
+	if (rc < 0)
+		goto out;
+	rc = dw__mr_open(&m, fd);
+	if (rc < 0) {
+		problem(c, id, "manifest header unreadable: %s", dw_strerror(rc));
+		rc = 0;
+		goto out;
+	}
+	mopen = true;
+	if (strcmp(m.h.chain[m.h.chain_len - 1], id) != 0) {
+		problem(c, id, "manifest names another backup (%s)", m.h.chain[m.h.chain_len - 1]);
+		goto out;
+	}
+	for (uint16_t i = 0; i + 1 < m.h.chain_len; i++) {
+		char rel[128];
+
+		snprintf(rel, sizeof(rel), "backups/%s.manifest", m.h.chain[i]);
+		if (faccessat(c->r->dirfd, rel, F_OK, 0) < 0)
+			problem(c, id, "ancestor %s is missing", m.h.chain[i]);
+	}
+	if (*bcap < m.h.block_size) {
+		uint8_t *nb = dw_realloc(*buf, m.h.block_size);
+
+		if (!nb) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		*buf = nb;
+		*bcap = m.h.block_size;
+	}
+	rc = dw__pr_open(&pr, c->r->dirfd, m.h.chain, m.h.chain_len);
+	if (rc < 0)
+		goto out;
+	propen = true;
+	prev[0] = '\0';
+	for (;;) {
+		struct dw__bref b;
+		struct dw__file_end fe;
+		int t = dw__mr_next(&m, e, &b, &fe);
+
+		if (t < 0) {
+			problem(c, id, "manifest damaged: %s", dw_strerror(t));
+			break;
+		}
+		if (t == 0)
+			break;
+		if (t == DW__REC_BLOCK) {
+			if (!in_file) {
+				problem(c, id, "block outside a file%s", "");
+				break;
+			}
+			c->rep.blocks_checked++;
+			total += b.ulen;
+			EVP_DigestUpdate(sha, b.sha, DW__SHA_LEN);
+			if (read_data && b.chain_idx == m.h.chain_len - 1) {
+				rc = dw__pr_read(&pr, &b, *buf, true);
+				c->rep.bytes_read += b.clen;
+			} else {
+				rc = dw__pr_locate(&pr, &b);
+			}
+			if (rc == DW_ECORRUPT) {
+				problem(c, id, "bad block in %s", e->path);
+			} else if (rc < 0) {
+				goto out;
+			}
+			rc = 0;
+			continue;
+		}
+		if (t == DW__REC_FILE_END) {
+			uint8_t fsha[DW__SHA_LEN];
+			unsigned int hl = 0;
+
+			if (!in_file) {
+				problem(c, id, "file end outside a file%s", "");
+				break;
+			}
+			EVP_DigestFinal_ex(sha, fsha, &hl);
+			if (fe.size != total || memcmp(fsha, fe.sha, DW__SHA_LEN) != 0)
+				problem(c, id, "file hash mismatch: %s", e->path);
+			in_file = false;
+			continue;
+		}
+		if (in_file) {
+			problem(c, id, "file without end: %s", e->path);
+			break;
+		}
+		if (first ? strcmp(e->path, ".") != 0
+			  : (!path_safe(e->path) || dw__path_cmp(prev, e->path) >= 0)) {
+			problem(c, id, "entry out of order or unsafe: %s", e->path);
+			break;
+		}
+		first = false;
+		snprintf(prev, DW__PATH_MAX, "%s", e->path);
+		if (t == DW__REC_FILE) {
+			in_file = true;
+			total = 0;
+			EVP_DigestInit_ex(sha, EVP_sha256(), NULL);
+		}
+	}
+	rc = 0;
+out:
+	if (propen)
+		dw__pr_close(&pr);
+	if (mopen)
+		dw__mr_close(&m);
+	if (fd >= 0)
+		close(fd);
+	if (sha)
+		EVP_MD_CTX_free(sha);
+	dw_free(prev);
+	dw_free(e);
+	return rc;
+}
+
+/* Each entry of REPO/sub whose name ends in suffix (stripped) and is a valid id. */
+typedef int (*id_fn)(void *arg, const char *id);
+static int for_ids(dw_backup_repo *r, const char *sub, const char *suffix, id_fn fn, void *arg)
+{
+	int fd = openat(r->dirfd, sub, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	size_t sl = strlen(suffix);
+	DIR *d;
+	struct dirent *de;
+	int rc = 0;
+
+	if (fd < 0)
+		return -errno;
+	d = fdopendir(fd);
+	if (!d) {
+		rc = -errno;
+		close(fd);
+		return rc;
+	}
+	while ((de = readdir(d))) {
+		char id[DW_BACKUP_ID_MAX];
+		size_t n = strlen(de->d_name);
+
+		if (n <= sl || n - sl >= sizeof(id) || strcmp(de->d_name + n - sl, suffix))
+			continue;
+		memcpy(id, de->d_name, n - sl);
+		id[n - sl] = '\0';
+		if (!dw__id_valid(id))
+			continue;
+		rc = fn(arg, id);
+		if (rc < 0)
+			break;
+	}
+	closedir(d);
+	return rc;
+}
+
+struct chk_iter {
+	struct chk *c;
+	bool read_data;
+	uint8_t *buf;
+	size_t bcap;
+};
+
+static int chk_manifest(void *arg, const char *id)
+{
+	struct chk_iter *it = arg;
+
+	it->c->rep.backups++;
+	return check_one(it->c, id, it->read_data, &it->buf, &it->bcap);
+}
+
+static int chk_pack_dir(void *arg, const char *id)
+{
+	struct chk *c = arg;
+	char rel[128];
+
+	snprintf(rel, sizeof(rel), "backups/%s.manifest", id);
+	if (faccessat(c->r->dirfd, rel, F_OK, 0) < 0)
+		c->rep.incomplete++;
+	return 0;
+}
+
+int dw_backup_check(dw_backup_repo *r, bool read_data, dw_backup_problem_fn fn, void *arg,
+		    dw_backup_check_report *out)
+{
+	struct chk c = { .r = r, .fn = fn, .arg = arg };
+	struct chk_iter it = { .c = &c, .read_data = read_data };
+	int lock, rc;
+
+	if (!r)
+		return DW_EUSAGE;
+	lock = dw__repo_lock(r, "lock", false, false);
+	if (lock < 0)
+		return lock;
+	rc = for_ids(r, "backups", ".manifest", chk_manifest, &it);
+	if (rc == 0)
+		rc = for_ids(r, "packs", "", chk_pack_dir, &c);
+	dw_free(it.buf);
+	close(lock);
+	if (out)
+		*out = c.rep;
+	if (rc < 0)
+		return rc;
+	return c.rep.errors ? DW_ECORRUPT : 0;
+}
