@@ -456,6 +456,8 @@ int dw__cmd_serve(int argc, char **argv)
 	cache_registered = true;
 #endif
 
+	dw_log(DW_LOG_INFO, "serve", "admin_token", "file=%s created=%s",
+	       dw_log_quote(o.admin_token_file, q, sizeof(q)), created ? "yes" : "no");
 	rc = dw__http_start(srv, &ss, sslen, SERVE_THREADS, &mhd);
 	if (rc < 0) {
 		ret = fail(DW_EXIT_ERROR, "cannot listen on %s: %s", o.listen, dw_strerror(rc));
@@ -472,8 +474,6 @@ int dw__cmd_serve(int argc, char **argv)
 		inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, h, sizeof(h));
 		snprintf(addr_shown, sizeof(addr_shown), "%s:%d", h, dw__http_port(mhd));
 	}
-	dw_log(DW_LOG_INFO, "serve", "admin_token", "file=%s created=%s",
-	       dw_log_quote(o.admin_token_file, q, sizeof(q)), created ? "yes" : "no");
 	dw_log(DW_LOG_INFO, "serve", "listening", "addr=%s data=%s version=%s subsystems=%zu",
 	       addr_shown, dw_log_quote(o.data, q, sizeof(q)), dw_version(),
 	       dw_registry_count(srv->reg));

@@ -89,7 +89,9 @@ class Server:
                 raise AssertionError(
                     f"dwscale serve exited with {self.proc.returncode}:\n{self.log()}")
             try:
-                if self.request("GET", "/healthz", timeout=2).status == 200:
+                # the listening line is written just after the socket starts answering
+                if self.request("GET", "/healthz", timeout=2).status == 200 and \
+                        "event=listening" in self.log():
                     return self
             except OSError:
                 pass
