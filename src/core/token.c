@@ -371,9 +371,10 @@ static int fsync_parent(const char *path)
 /*
  * Write keys to path atomically: temp file (mode 0600) + fsync, then link (exclusive: fails with
  * DW_EEXIST if path appeared meanwhile) or rename (replace), then fsync the directory.
+ * *published is set once the new file is in place (even if the directory sync then fails).
  */
-static int write_keys(const char *path, const struct key *keys, size_t n, int exclusive, char *err,
-		      size_t errlen)
+static int write_keys(const char *path, const struct key *keys, size_t n, int exclusive,
+		      int *published, char *err, size_t errlen)
 {
 	static const char head[] =
 		"# dwscale continuation-token keyring. Keep private (mode 0600).\n"
@@ -433,6 +434,7 @@ static int write_keys(const char *path, const struct key *keys, size_t n, int ex
 		goto fail;
 	}
 	dw_free(tmp);
+	*published = 1;
 	rc = fsync_parent(path);
 	if (rc < 0)
 		msg(err, errlen, "%s: cannot sync directory: %s", path, strerror(-rc));
@@ -507,7 +509,9 @@ int dw_token_keyring_open_ex(const char *path, const dw_clock *clock, dw_token_k
 			msg(err, errlen, "%s: no random bytes for a new key", path);
 			goto out;
 		}
-		rc = write_keys(path, &k, 1, 1, err, errlen);
+		int published = 0;
+
+		rc = write_keys(path, &k, 1, 1, &published, err, errlen);
 		OPENSSL_cleanse(&k, sizeof(k));
 		if (rc == 0 || rc == DW_EEXIST)
 			rc = read_keys(path, kr->keys, err, errlen);
@@ -569,20 +573,26 @@ void dw_token_keyring_close(dw_token_keyring *kr)
 	dw_free(kr);
 }
 
-/* Make keys[0..n) the keyring's content, persisting first. Caller holds wlock, not lock. */
+/*
+ * Make keys[0..n) the keyring's content, persisting first. Caller holds wlock, not lock. If the
+ * file could not be replaced nothing changes; if it was replaced but its directory could not be
+ * synced, memory still follows the file (so this process agrees with the next reader) and the
+ * error is returned.
+ */
 static int install_locked(dw_token_keyring *kr, const struct key *keys, size_t n)
 {
-	int rc = 0;
+	int rc = 0, published = 1;
 
 	if (kr->path) {
 		char err[512], q[600];
 
-		rc = write_keys(kr->path, keys, n, 0, err, sizeof(err));
-		if (rc < 0) {
+		published = 0;
+		rc = write_keys(kr->path, keys, n, 0, &published, err, sizeof(err));
+		if (rc < 0)
 			dw_log(DW_LOG_ERROR, "token", "keyring_write_failed", "err=%s msg=%s",
 			       dw_err_name(rc), dw_log_quote(err, q, sizeof(q)));
+		if (!published)
 			return rc;
-		}
 	}
 	pthread_rwlock_wrlock(&kr->lock);
 	OPENSSL_cleanse(kr->keys, sizeof(kr->keys));

@@ -468,6 +468,28 @@ static void test_keyring_file_and_rotation(void **state)
 	assert_int_equal(dw_token_keyring_count(kr2), DW_TOKEN_KEYRING_MAX);
 	assert_int_equal(dw_token_keyring_current_kid(kr2), dw_token_keyring_current_kid(kr));
 
+	/* A rotation that cannot write the file changes nothing in memory either. */
+	{
+		char sub[600], subpath[700];
+		dw_token_keyring *gone = NULL;
+		char *tk = NULL;
+
+		path_in(sub, sizeof(sub), "sub");
+		assert_int_equal(mkdir(sub, 0700), 0);
+		snprintf(subpath, sizeof(subpath), "%s/k", sub);
+		assert_int_equal(dw_token_keyring_open(subpath, NULL, &gone), 0);
+		uint32_t before = dw_token_keyring_current_kid(gone);
+		assert_int_equal(dw_token_encode_v1(gone, query, QLEN, 1, 1, 0, &tk), 0);
+		assert_int_equal(unlink(subpath), 0);
+		assert_int_equal(rmdir(sub), 0);
+		assert_int_equal(dw_token_keyring_rotate(gone), -ENOENT);
+		assert_int_equal(dw_token_keyring_current_kid(gone), before);
+		assert_int_equal(dw_token_keyring_count(gone), 1);
+		assert_int_equal(dw_token_decode(gone, tk, query, QLEN, &t, NULL, 0), 0);
+		dw_free(tk);
+		dw_token_keyring_close(gone);
+	}
+
 	/* No temporary files left behind. */
 	char cmd[700];
 	snprintf(cmd, sizeof(cmd), "test $(ls -A '%s' | wc -l) -eq 1", tmpdir);
