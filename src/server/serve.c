@@ -31,23 +31,13 @@
 
 #include <cjson/cJSON.h>
 
+#include "dwscale/cache.h"
+#include "dwscale/config.h"
 #include "dwscale/core.h"
 #include "dwscale/scalable.h"
-#include "server/server.h"
-#include "server/server_features.h"
-
-#if DW_HAVE_CACHE
-#include "dwscale/cache.h"
-#endif
-#if DW_HAVE_STORE
 #include "dwscale/store.h"
-#endif
-#if DW_HAVE_TOKEN
 #include "dwscale/token.h"
-#endif
-#if DW_HAVE_CONFIG
-#include "dwscale/config.h"
-#endif
+#include "server/server.h"
 
 #define SERVE_DEFAULT_LISTEN "127.0.0.1:7070"
 #define SERVE_DEFAULT_DATA   "./var"
@@ -182,7 +172,6 @@ static int path_join(char *out, size_t cap, const char *dir, const char *name)
 	return 0;
 }
 
-#if DW_HAVE_CONFIG
 static const char *const known_sections[] = { "server", "log",	  "cache",  "store", "db",
 					      "io",	"backup", "fabric", NULL };
 static const char *const server_keys[] = { "listen", "data", "max_body", "admin_token_file", NULL };
@@ -271,14 +260,6 @@ out:
 			    err);
 	return 0;
 }
-#else
-static int load_config(const char *path, struct serve_opts *o)
-{
-	(void)o;
-	/* GAP: dw_config has not landed yet; --config is refused until it does. */
-	return fail(DW_EXIT_USAGE, "%s: configuration files are not supported by this build", path);
-}
-#endif
 
 static void *cjson_malloc(size_t n)
 {
@@ -304,17 +285,11 @@ int dw__cmd_serve(int argc, char **argv)
 	char path[PATH_MAX], err[1024], q[PATH_MAX + 64], addr_shown[320];
 	bool created = false;
 	int c, rc, sig = 0, ret = DW_EXIT_ERROR;
-#if DW_HAVE_TOKEN
 	dw_token_keyring *kr = NULL;
-#endif
-#if DW_HAVE_STORE
 	dw_store *store = NULL;
-#endif
-#if DW_HAVE_CACHE
 	dw_cache *cache = NULL;
 	dw_cache_config ccfg;
 	bool cache_registered = false;
-#endif
 
 	/* Block the stop signals first: MHD's threads inherit the mask, so the signals are only
 	 * ever taken by sigwait() below, and one that arrives during start-up waits there. */
@@ -351,10 +326,8 @@ int dw__cmd_serve(int argc, char **argv)
 	snprintf(o.data, sizeof(o.data), "%s", env && *env ? env : SERVE_DEFAULT_DATA);
 	o.max_body = DW_SERVER_MAX_BODY_DEFAULT;
 	o.log_level = dw_log_get_level();
-#if DW_HAVE_CACHE
 	o.cache_max_entries = DW_CACHE_DEFAULT_MAX_ENTRIES;
 	o.cache_max_bytes = DW_CACHE_DEFAULT_MAX_BYTES;
-#endif
 	if (config) {
 		rc = load_config(config, &o);
 		if (rc != 0)
@@ -399,7 +372,6 @@ int dw__cmd_serve(int argc, char **argv)
 		goto out;
 	}
 
-#if DW_HAVE_TOKEN
 	if (path_join(path, sizeof(path), o.data, "token.secret") < 0) {
 		ret = fail(DW_EXIT_USAGE, "data directory path is too long");
 		goto out;
@@ -410,9 +382,6 @@ int dw__cmd_serve(int argc, char **argv)
 			   err[0] ? err : dw_strerror(rc));
 		goto out;
 	}
-#else
-	/* GAP: dw_token has not landed yet; no token.secret is created. */
-#endif
 
 	rc = dw_registry_open(&srv->reg);
 	if (rc < 0) {
@@ -420,7 +389,6 @@ int dw__cmd_serve(int argc, char **argv)
 			   dw_strerror(rc));
 		goto out;
 	}
-#if DW_HAVE_STORE
 	if (snprintf(path, sizeof(path), "sqlite:%s/store.db", o.data) >= (int)sizeof(path)) {
 		ret = fail(DW_EXIT_USAGE, "data directory path is too long");
 		goto out;
@@ -431,14 +399,8 @@ int dw__cmd_serve(int argc, char **argv)
 			   dw_strerror(rc));
 		goto out;
 	}
-#else
-	/* GAP: dw_store has not landed yet; the cache runs without write-through. */
-#endif
-#if DW_HAVE_CACHE
 	dw_cache_config_default(&ccfg);
-#if DW_HAVE_STORE
 	ccfg.store = store;
-#endif
 	ccfg.store_prefix = "dw://cache/";
 	ccfg.max_entries = o.cache_max_entries;
 	ccfg.max_bytes = o.cache_max_bytes;
@@ -454,7 +416,6 @@ int dw__cmd_serve(int argc, char **argv)
 		goto out;
 	}
 	cache_registered = true;
-#endif
 
 	dw_log(DW_LOG_INFO, "serve", "admin_token", "file=%s created=%s",
 	       dw_log_quote(o.admin_token_file, q, sizeof(q)), created ? "yes" : "no");
@@ -492,17 +453,11 @@ int dw__cmd_serve(int argc, char **argv)
 out:
 	if (mhd)
 		dw__http_stop(srv, mhd, 0);
-#if DW_HAVE_CACHE
 	if (cache_registered)
 		dw_registry_remove(srv->reg, dw_cache_scalable(cache)->name);
 	dw_cache_close(cache);
-#endif
-#if DW_HAVE_STORE
 	dw_store_close(store);
-#endif
-#if DW_HAVE_TOKEN
 	dw_token_keyring_close(kr);
-#endif
 	if (srv) {
 		dw_registry_close(srv->reg);
 		explicit_bzero(srv->admin_token, sizeof(srv->admin_token));
