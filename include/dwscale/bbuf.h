@@ -39,6 +39,11 @@
  * the end (or an error) may be short. A source whose read returns short counts (a socket) is
  * read again until the chunk is full, so data reaches the consumer in chunk_size pieces.
  *
+ * Waiting. A consumer that finds no chunk ready watches the queue briefly (up to 50 us, less
+ * for streams whose source has been slow) before it sleeps, because a sleep and wake per chunk
+ * costs as much as reading a chunk from the page cache; at most one fewer consumer than there are
+ * CPUs spins at a time.
+ *
  * Errors and cancellation.
  *   - A source read that returns a negative code ends the stream: the consumer first receives
  *     every chunk produced before it (including a partly filled one), then that code.
