@@ -2,6 +2,7 @@
 """Configuration file handling of `dwscale serve`."""
 import os
 import signal
+import socket
 import subprocess
 import time
 
@@ -25,9 +26,16 @@ def test_config_applies_and_flags_override(start_server, tmp_path):
     cache = s.get_json("/v1/subsystems/cache")
     assert cache["limits"]["max_entries"]["value"] == 123
     assert cache["limits"]["ttl_seconds"]["value"] == 5
-    r = s.request("PUT", "/v1/subsystems/cache/limits", body=b" " * 2048 + b"{}",
+    # max_body = 1KiB: a body of 1000 bytes passes, 1025 bytes is refused from its length
+    body = b" " * 976 + b'{"max_entries": 124}'
+    assert len(body) < 1024
+    r = s.request("PUT", "/v1/subsystems/cache/limits", body=body,
                   headers={"Authorization": f"Bearer {s.admin_token()}"})
-    assert r.status == 413
+    assert r.status == 200, r.body
+    with socket.create_connection(("127.0.0.1", s.port), timeout=10) as c:
+        c.sendall(b"PUT /v1/subsystems/cache/limits HTTP/1.1\r\nHost: x\r\n"
+                  b"Content-Length: 1025\r\n\r\n")
+        assert c.recv(4096).startswith(b"HTTP/1.1 413")
 
 
 def test_config_bad_value_and_missing_file(dwscale_bin, tmp_path):
