@@ -145,3 +145,28 @@ def test_ipv6_listen_and_port_zero(dwscale_bin, tmp_path):
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
+
+
+def test_data_dir_from_environment(dwscale_bin, tmp_path):
+    import time
+    import urllib.request
+    data = tmp_path / "envdata"
+    port = free_port()
+    env = dict(os.environ, DWSCALE_DATA=str(data))
+    proc = subprocess.Popen([dwscale_bin, "serve", "--listen", f"127.0.0.1:{port}"],
+                            env=env, cwd=tmp_path, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2):
+                    break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline
+                time.sleep(0.05)
+        assert (data / "admin.token").exists() and (data / "store.db").exists()
+        assert not (tmp_path / "var").exists()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
