@@ -9,13 +9,20 @@
  * Backends, chosen by the URI given to dw_store_open():
  *   "sqlite:PATH" or a plain PATH   SQLite in WAL mode, synchronous=FULL: a put that returned
  *                                   survives kill -9 of the process (and power loss).
- *   "postgresql://..."              shared by several nodes (added with the db subsystem).
+ *   "postgresql://..."              shared by several nodes (added with the db subsystem);
+ *                                   until then DW_EUNSUPPORTED.
+ *   "sqlite::memory:"               a private in-memory store (tests, tools): not durable.
+ * A new SQLite file is created with mode 0600; its directory must exist (else -ENOENT). A file
+ * whose schema is newer than this library is refused with DW_EVERSION and left untouched; a
+ * file that is not a store database gives DW_ECORRUPT. A writer that stays locked out by another
+ * process for 5 s gives DW_ELOCKED.
  *
  * Scans walk keys in byte order in batches; each batch is its own short read transaction, so an
  * open iterator never holds a transaction (or a lock) between calls, and a long walk never blocks
  * writers or checkpoints. A key present for the whole walk is returned exactly once.
  *
- * Threads: a dw_store is thread-safe; an iterator belongs to one thread at a time.
+ * Threads: a dw_store is thread-safe; an iterator belongs to one thread at a time, and every
+ * iterator must be freed before its store is closed.
  */
 #ifndef DWSCALE_STORE_H
 #define DWSCALE_STORE_H
@@ -42,7 +49,12 @@ int dw_store_key_check(const char *key);
 int dw_store_open(const char *uri, dw_store **out);
 void dw_store_close(dw_store *s);
 
-/* Last backend message on this thread's most recent failing call on s ("" if none). */
+/*
+ * Last backend message on this thread's most recent failing call on s ("" if none). Messages
+ * are kept per thread, so two threads failing on one store never see each other's text. The
+ * string stays valid until this thread's next failing call on any store. s == NULL: the message
+ * of this thread's last failed dw_store_open() (why a path or URI was refused).
+ */
 const char *dw_store_errmsg(dw_store *s);
 
 /* Insert or replace; durable when it returns 0. */

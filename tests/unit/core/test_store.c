@@ -4,8 +4,8 @@
  * nothing, URI forms and file mode, prefix scans across batches and at the 0x7e / 0xff edges,
  * scans beside a concurrent writer (every stable key exactly once), an open iterator that
  * blocks neither a writer nor a WAL checkpoint, kill -9 durability of acknowledged puts, corrupt
- * files, a newer schema version, four threads at once (run under TSan) and allocation failure
- * at every step (run under ASan).
+ * files, a newer schema version, a writer locked out by another process, four threads at once (run
+ * under TSan) and allocation failure at every step (run under ASan).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -189,6 +189,95 @@ static void test_value_size(void **state)
 	assert_memory_equal(v, big, DW_STORE_VALUE_MAX);
 	dw_free(v);
 	free(big);
+	dw_store_close(s);
+	tmp_remove(&td);
+}
+
+/* Large values: batches are cut by bytes, not only by rows, and still return every row. */
+static void test_scan_large_values(void **state)
+{
+	struct tmpdir td;
+	dw_store *s;
+	dw_store_iter *it;
+	const char *k;
+	const void *v;
+	size_t n, i = 0, vlen = 1u << 20;
+	unsigned char *buf = malloc(vlen);
+	int rc;
+
+	assert_non_null(buf);
+	tmp_make(&td);
+	s = open_ok(td.uri);
+	for (int j = 0; j < 10; j++) {
+		char key[32];
+
+		snprintf(key, sizeof(key), "dw://lv/%02d", j);
+		memset(buf, 'a' + j, vlen);
+		assert_int_equal(dw_store_put(s, key, buf, vlen), 0);
+	}
+	assert_int_equal(dw_store_scan(s, "dw://lv/", &it), 0);
+	while ((rc = dw_store_iter_next(it, &k, &v, &n)) == 1) {
+		char key[32];
+
+		snprintf(key, sizeof(key), "dw://lv/%02zu", i);
+		assert_string_equal(k, key);
+		assert_int_equal(n, vlen);
+		memset(buf, (int)('a' + i), vlen);
+		assert_memory_equal(v, buf, vlen);
+		i++;
+	}
+	assert_int_equal(rc, 0);
+	assert_int_equal(i, 10);
+	dw_store_iter_free(it);
+	free(buf);
+	dw_store_close(s);
+	tmp_remove(&td);
+}
+
+struct locked_probe {
+	dw_store *s;
+	const char *msg_seen;
+};
+
+static void *errmsg_other_thread(void *arg)
+{
+	struct locked_probe *p = arg;
+
+	p->msg_seen = dw_store_errmsg(p->s);
+	return NULL;
+}
+
+/*
+ * Another process's write transaction: a put waits out busy_timeout (5 s) and then reports
+ * DW_ELOCKED with SQLite's text; reads go on meanwhile (WAL), and nothing is lost.
+ */
+static void test_locked(void **state)
+{
+	struct tmpdir td;
+	struct locked_probe p;
+	pthread_t th;
+	dw_store *s;
+	sqlite3 *raw;
+
+	tmp_make(&td);
+	s = open_ok(td.uri);
+	assert_int_equal(dw_store_put(s, "dw://l/1", "1", 1), 0);
+	assert_int_equal(sqlite3_open(td.db, &raw), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(raw, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+	assert_int_equal(dw_store_put(s, "dw://l/2", "2", 1), DW_ELOCKED);
+	assert_non_null(strstr(dw_store_errmsg(s), "locked"));
+	/* The message is this thread's: another thread sees none. */
+	p.s = s;
+	p.msg_seen = NULL;
+	assert_int_equal(pthread_create(&th, NULL, errmsg_other_thread, &p), 0);
+	assert_int_equal(pthread_join(th, NULL), 0);
+	assert_string_equal(p.msg_seen, "");
+	check_value(s, "dw://l/1", "1", 1);
+	assert_int_equal(sqlite3_exec(raw, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(raw);
+	check_absent(s, "dw://l/2");
+	assert_int_equal(dw_store_put(s, "dw://l/2", "2", 1), 0);
+	check_value(s, "dw://l/2", "2", 1);
 	dw_store_close(s);
 	tmp_remove(&td);
 }
@@ -770,6 +859,50 @@ static void test_threads(void **state)
 	tmp_remove(&td);
 }
 
+struct opener {
+	const char *uri;
+	int id;
+	int rc;
+};
+
+static void *open_and_put(void *arg)
+{
+	struct opener *o = arg;
+	dw_store *s = NULL;
+	char k[32];
+
+	o->rc = dw_store_open(o->uri, &s);
+	if (o->rc != 0)
+		return NULL;
+	snprintf(k, sizeof(k), "dw://open/%d", o->id);
+	o->rc = dw_store_put(s, k, "o", 1);
+	dw_store_close(s);
+	return NULL;
+}
+
+/* Several connections creating one new file at once: one creates the schema, all succeed. */
+static void test_concurrent_open(void **state)
+{
+	struct tmpdir td;
+	struct opener o[THREADS];
+	pthread_t th[THREADS];
+	dw_store *s;
+
+	tmp_make(&td);
+	for (int i = 0; i < THREADS; i++) {
+		o[i] = (struct opener){ .uri = td.uri, .id = i, .rc = -1 };
+		assert_int_equal(pthread_create(&th[i], NULL, open_and_put, &o[i]), 0);
+	}
+	for (int i = 0; i < THREADS; i++) {
+		assert_int_equal(pthread_join(th[i], NULL), 0);
+		assert_int_equal(o[i].rc, 0);
+	}
+	s = open_ok(td.uri);
+	assert_int_equal(count_scan(s, "dw://open/"), THREADS);
+	dw_store_close(s);
+	tmp_remove(&td);
+}
+
 /* ---- allocation failure ------------------------------------------------------------------ */
 
 /* One pass of every operation; each may fail with -ENOMEM but nothing else. */
@@ -845,6 +978,8 @@ int main(int argc, char **argv)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_roundtrip),
 		cmocka_unit_test(test_value_size),
+		cmocka_unit_test(test_scan_large_values),
+		cmocka_unit_test(test_locked),
 		cmocka_unit_test(test_bad_keys),
 		cmocka_unit_test(test_uris),
 		cmocka_unit_test(test_corrupt),
@@ -856,6 +991,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_iter_does_not_block),
 		cmocka_unit_test(test_kill9),
 		cmocka_unit_test(test_threads),
+		cmocka_unit_test(test_concurrent_open),
 		cmocka_unit_test(test_alloc_failure),
 	};
 
