@@ -3,12 +3,15 @@
  * BoundedCache: an in-memory key-value cache bounded by entry count and by bytes, with S3-FIFO
  * eviction, optional TTL, optional write-through to a dw_store and load-on-miss from it.
  *
- * Eviction is S3-FIFO (Yang et al., SOSP 2023): a small FIFO (10 % of the capacity) admits new
- * keys, a main FIFO holds keys that were hit while in the small queue, and a ghost FIFO remembers
- * the hashes of keys recently evicted from the small queue so that they go straight to main when
- * they come back. A hit only sets a 2-bit counter, so gets run under a shared (read) lock. It was
- * chosen over SIEVE and LRU by bench/bench_cache.c on the real traces in
- * shared/data/cache-traces (see bench/cache.sh); one-time scans do not flush a hot set.
+ * Eviction is S3-FIFO (Yang et al., SOSP 2023): a small FIFO (10 % of the capacity at first)
+ * admits new keys, a main FIFO holds keys that were hit while in the small queue, and a ghost
+ * remembers the hashes of recently evicted keys so that a key evicted from small too early goes
+ * straight to main when it comes back. A hit only sets a 2-bit counter. Two additions: during
+ * warm-up main is filled even with keys not yet hit (so a loop larger than the cache still hits
+ * a stable subset), and small's share adapts between 10 % and 90 % as in ARC (ghost hits on keys
+ * evicted from small grow it, from main shrink it), for recency-bound patterns. Chosen over
+ * SIEVE and LRU by bench/bench_cache.c on the real traces in shared/data/cache-traces (see
+ * bench/cache.sh); one-time scans do not flush a hot set.
  *
  * Sizes: "bytes" counts key + value bytes of each entry (per-entry overhead of about 80 bytes of
  * bookkeeping is not counted). A put whose key + value exceeds max_bytes is refused with
@@ -104,7 +107,7 @@ void dw_cache_stats_get(dw_cache *c, dw_cache_stats *out);
 /*
  * The cache as a scalable subsystem. Metrics: entries, bytes, capacity_entries, capacity_bytes,
  * hits_total, misses_total, evictions_total, expirations_total, inserts_total, hit_ratio,
- * small_entries, main_entries, ghost_entries, store_errors_total, ttl_seconds. Limits:
+ * small_entries, main_entries, small_share, ghost_entries, store_errors_total, ttl_seconds. Limits:
  * max_entries, max_bytes, ttl_seconds. State: always Normal (a full cache evicts, it never
  * refuses work). valid until dw_cache_close
  */
