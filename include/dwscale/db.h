@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "bbuf.h"
+#include "cache.h"
 #include "core.h"
 #include "error.h"
 #include "scalable.h"
@@ -46,6 +47,11 @@ typedef struct dw_db_config {
 	/* Signs listing tokens; NULL: a random in-memory key (tokens die with the handle). */
 	dw_token_keyring *tokens;
 	uint64_t token_ttl_ms; /* default 72 h; 0 = tokens never expire */
+	/* Query-result cache of listing pages: entries (0 disables it) and bytes, and an optional
+	 * store it writes through to (survives restarts; several nodes may share it). */
+	size_t cache_entries; /* default 1024 */
+	size_t cache_bytes;   /* default 16 MiB */
+	dw_store *cache_store;
 } dw_db_config;
 
 void dw_db_config_default(dw_db_config *cfg);

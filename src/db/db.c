@@ -53,6 +53,8 @@ void dw_db_config_default(dw_db_config *cfg)
 	cfg->health_deadline_ms = 5000;
 	cfg->verify_reads = true;
 	cfg->token_ttl_ms = DW_TOKEN_TTL_DEFAULT_MS;
+	cfg->cache_entries = 1024;
+	cfg->cache_bytes = 16u << 20;
 }
 
 static const struct dw__db_strategy_ops *ops_for(const char *uri)
@@ -69,6 +71,7 @@ static const struct dw__db_strategy_ops *ops_for(const char *uri)
 #define LIMIT_CHUNK    0
 #define LIMIT_CAP      1
 #define LIMIT_DEADLINE 2
+#define LIMIT_CACHE    3
 
 static const dw_limit db_limits[] = {
 	{ .name = "chunk_size",
@@ -86,6 +89,11 @@ static const dw_limit db_limits[] = {
 	  .max = 600000,
 	  .unit = "ms",
 	  .help = "how long a health check waits for every strategy" },
+	{ .name = "cache_entries",
+	  .min = 1,
+	  .max = 10000000,
+	  .unit = "",
+	  .help = "listing pages the query cache holds" },
 };
 
 static int db_limits_fn(void *self, dw_limit_fn fn, void *arg)
@@ -102,6 +110,14 @@ static int db_limits_fn(void *self, dw_limit_fn fn, void *arg)
 	l = db_limits[LIMIT_DEADLINE];
 	l.value = (double)atomic_load_explicit(&db->health_deadline_ms, memory_order_relaxed);
 	fn(arg, &l);
+	if (db->qcache) {
+		dw_cache_stats cs;
+
+		dw_cache_stats_get(db->qcache, &cs);
+		l = db_limits[LIMIT_CACHE];
+		l.value = (double)cs.max_entries;
+		fn(arg, &l);
+	}
 	return 0;
 }
 
@@ -111,6 +127,8 @@ static int db_reconfigure(void *self, const dw_limit_change *c, size_t n, char *
 	size_t chunk = atomic_load_explicit(&db->chunk_size, memory_order_relaxed);
 	size_t cap = atomic_load_explicit(&db->buffer_cap, memory_order_relaxed);
 	uint64_t deadline = atomic_load_explicit(&db->health_deadline_ms, memory_order_relaxed);
+	size_t cache = 0;
+	dw_cache_stats cs;
 	int rc;
 
 	for (size_t i = 0; i < n; i++) {
@@ -120,7 +138,7 @@ static int db_reconfigure(void *self, const dw_limit_change *c, size_t n, char *
 			if (strcmp(c[i].name, db_limits[j].name) == 0)
 				which = j;
 		}
-		if (which == SIZE_MAX) {
+		if (which == SIZE_MAX || (which == LIMIT_CACHE && !db->qcache)) {
 			snprintf(err, errlen, "db has no limit named %s", c[i].name);
 			return DW_ELIMIT;
 		}
@@ -131,6 +149,8 @@ static int db_reconfigure(void *self, const dw_limit_change *c, size_t n, char *
 			chunk = (size_t)c[i].value;
 		else if (which == LIMIT_CAP)
 			cap = (size_t)c[i].value;
+		else if (which == LIMIT_CACHE)
+			cache = (size_t)c[i].value;
 		else
 			deadline = (uint64_t)c[i].value;
 	}
@@ -143,6 +163,14 @@ static int db_reconfigure(void *self, const dw_limit_change *c, size_t n, char *
 	atomic_store_explicit(&db->chunk_size, chunk, memory_order_relaxed);
 	atomic_store_explicit(&db->buffer_cap, cap, memory_order_relaxed);
 	atomic_store_explicit(&db->health_deadline_ms, deadline, memory_order_relaxed);
+	if (cache) {
+		dw_cache_stats_get(db->qcache, &cs);
+		rc = dw_cache_resize(db->qcache, cache, cs.max_bytes);
+		if (rc < 0) {
+			snprintf(err, errlen, "db cache_entries: %s", dw_strerror(rc));
+			return rc;
+		}
+	}
 	return 0;
 }
 
@@ -184,6 +212,19 @@ static int db_metrics(void *self, dw_metric_fn fn, void *arg)
 		     "health checks failed in a row", DW_METRIC_GAUGE);
 		emit(fn, arg, "health_latency_seconds", labels, lat / 1e3, "seconds",
 		     "latency of the last answered health check", DW_METRIC_GAUGE);
+	}
+	if (db->qcache) {
+		dw_cache_stats cs;
+
+		dw_cache_stats_get(db->qcache, &cs);
+		emit(fn, arg, "cache_hits_total", NULL,
+		     (double)atomic_load_explicit(&db->qcache_hits, memory_order_relaxed), "",
+		     "listing pages served from the query cache", DW_METRIC_COUNTER);
+		emit(fn, arg, "cache_misses_total", NULL,
+		     (double)atomic_load_explicit(&db->qcache_misses, memory_order_relaxed), "",
+		     "listing pages computed (not cached, or stale)", DW_METRIC_COUNTER);
+		emit(fn, arg, "cache_entries", NULL, (double)cs.entries, "",
+		     "listing pages in the query cache", DW_METRIC_GAUGE);
 	}
 	dw_bbuf_global_stats(&streams, &held);
 	emit(fn, arg, "readers_open", NULL,
@@ -325,6 +366,23 @@ int dw_db_open(const dw_db_config *cfg, dw_db **out, char *err, size_t errlen)
 		}
 		db->n++;
 	}
+	if (cfg->cache_entries) {
+		dw_cache_config cc;
+
+		dw_cache_config_default(&cc);
+		cc.max_entries = cfg->cache_entries;
+		cc.max_bytes = cfg->cache_bytes;
+		cc.store = cfg->cache_store;
+		cc.store_prefix = "dw://cache/db/";
+		cc.clock = cfg->clock;
+		cc.name = "db_cache";
+		rc = dw_cache_open(&cc, &db->qcache);
+		if (rc < 0) {
+			snprintf(err, errlen, "db: cannot open the query cache: %s",
+				 dw_strerror(rc));
+			goto fail;
+		}
+	}
 	db->scalable.name = "db";
 	db->scalable.ops = &db_scalable_ops;
 	db->scalable.self = db;
@@ -345,6 +403,7 @@ void dw_db_close(dw_db *db)
 		db->slots[i].s->ops->close(db->slots[i].s);
 	pthread_mutex_destroy(&db->health_lock);
 	dw_token_keyring_close(db->own_tokens);
+	dw_cache_close(db->qcache);
 	dw_free(db);
 }
 

@@ -129,6 +129,8 @@ struct dw_db {
 	_Atomic uint64_t health_deadline_ms;
 	_Atomic size_t chunk_size, buffer_cap; /* live limits */
 	dw_scalable scalable;
+	dw_cache *qcache;			     /* NULL when disabled */
+	_Atomic uint64_t qcache_hits, qcache_misses; /* pages served / computed (stale = miss) */
 	_Atomic uint64_t readers_open;
 	_Atomic uint64_t puts_total, gets_total, deletes_total, bytes_in_total, bytes_out_total;
 };
@@ -141,6 +143,13 @@ void dw__db_health_stop(struct dw__db_slot *slot);
 int dw__db_health_last(struct dw__db_slot *slot, uint64_t *consecutive_failures,
 		       double *latency_ms);
 void dw__db_info_to_object(const struct dw__db_info *in, dw_db_object *out);
+
+/* Query cache (qcache.c). */
+int dw__db_qcache_key(const char *strategy, const void *fp, size_t fplen, const char *token,
+		      size_t limit, uint8_t out[32]);
+int dw__db_qcache_encode(const dw_db_page *page, uint64_t generation, void **out, size_t *len);
+/* DW_ENOTFOUND for a stale entry, DW_ECORRUPT for a malformed one. */
+int dw__db_qcache_decode(const void *buf, size_t len, uint64_t generation, dw_db_page *page);
 
 /* Upper bound of the key range with prefix p: the smallest key greater than every key with that
  * prefix. Returns its length, or 0 if there is none (prefix empty or all 0xff). */

@@ -80,6 +80,8 @@ int dw_db_list(dw_db *db, const char *strategy, const dw_db_list_query *q, dw_db
 	uint64_t skip = 0;
 	struct page_ctx pc;
 	char why[DW_TOKEN_WHY_LEN];
+	uint8_t ckey[32];
+	uint64_t generation = 0;
 	int rc;
 
 	memset(out, 0, sizeof(*out));
@@ -105,6 +107,30 @@ int dw_db_list(dw_db *db, const char *strategy, const dw_db_list_query *q, dw_db
 		} else {
 			skip = tok.offset;
 		}
+	}
+	if (db->qcache) {
+		uint64_t objects, bytes;
+		void *val;
+		size_t vlen;
+
+		/* The generation is read before the page: a write that lands in between bumps it,
+		 * and the page cached below under the old stamp is never served again. */
+		rc = sl->s->ops->totals(sl->s, &objects, &bytes, &generation);
+		if (rc < 0)
+			return dw__db_fail(sl, rc);
+		rc = dw__db_qcache_key(sl->name, fp, fplen, q->page_token, limit, ckey);
+		if (rc < 0)
+			return rc;
+		if (dw_cache_get(db->qcache, ckey, sizeof(ckey), &val, &vlen) == 0) {
+			rc = dw__db_qcache_decode(val, vlen, generation, out);
+			dw_free(val);
+			if (rc == 0) {
+				atomic_fetch_add_explicit(&db->qcache_hits, 1,
+							  memory_order_relaxed);
+				return 0;
+			}
+		}
+		atomic_fetch_add_explicit(&db->qcache_misses, 1, memory_order_relaxed);
 	}
 	out->items = dw_calloc(limit + 1, sizeof(*out->items));
 	if (!out->items)
@@ -132,6 +158,16 @@ int dw_db_list(dw_db *db, const char *strategy, const dw_db_list_query *q, dw_db
 					&out->next_token);
 		if (rc < 0)
 			goto fail;
+	}
+	if (db->qcache) {
+		void *val;
+		size_t vlen;
+
+		/* Best effort: a page that cannot be cached is still a good answer. */
+		if (dw__db_qcache_encode(out, generation, &val, &vlen) == 0) {
+			dw_cache_put(db->qcache, ckey, sizeof(ckey), val, vlen);
+			dw_free(val);
+		}
 	}
 	return 0;
 fail:

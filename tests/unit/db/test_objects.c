@@ -642,6 +642,71 @@ static void test_scalable_limits_and_metrics(void **state)
 	free(data);
 }
 
+struct cache_counts {
+	double hits, misses;
+};
+
+static void grab_cache(void *arg, const dw_metric *m)
+{
+	struct cache_counts *cc = arg;
+
+	if (strcmp(m->name, "cache_hits_total") == 0)
+		cc->hits = m->value;
+	else if (strcmp(m->name, "cache_misses_total") == 0)
+		cc->misses = m->value;
+}
+
+static struct cache_counts cache_counts(dw_db *db)
+{
+	const dw_scalable *sc = dw_db_scalable(db);
+	struct cache_counts cc = { -1, -1 };
+
+	sc->ops->metrics(sc->self, grab_cache, &cc);
+	return cc;
+}
+
+static size_t list_keys(dw_db *db, const char *prefix, char *joined, size_t cap)
+{
+	dw_db_list_query q = { .prefix = prefix, .prefix_len = strlen(prefix), .limit = 100 };
+	dw_db_page page;
+	size_t n;
+
+	assert_int_equal(dw_db_list(db, NULL, &q, &page), 0);
+	joined[0] = '\0';
+	for (size_t i = 0; i < page.n; i++) {
+		strncat(joined, (const char *)page.items[i].key, page.items[i].key_len);
+		strncat(joined, ",", cap - strlen(joined) - 1);
+	}
+	n = page.n;
+	assert_int_equal(page.total, n);
+	dw_db_page_clear(&page);
+	return n;
+}
+
+static void test_query_cache_never_stale(void **state)
+{
+	struct fixture *f = *state;
+	struct cache_counts a, b, c;
+	char keys[256];
+
+	assert_int_equal(put_mem(f->db, "c/1", "v", 1, NULL), 0);
+	assert_int_equal(put_mem(f->db, "c/2", "v", 1, NULL), 0);
+	a = cache_counts(f->db);
+	assert_int_equal(list_keys(f->db, "c/", keys, sizeof(keys)), 2);
+	assert_int_equal(list_keys(f->db, "c/", keys, sizeof(keys)), 2);
+	b = cache_counts(f->db);
+	assert_true(b.hits == a.hits + 1); /* the second listing came from the cache */
+	/* a write invalidates: the new key shows up at once, and the delete too */
+	assert_int_equal(put_mem(f->db, "c/3", "v", 1, NULL), 0);
+	assert_int_equal(list_keys(f->db, "c/", keys, sizeof(keys)), 3);
+	assert_string_equal(keys, "c/1,c/2,c/3,");
+	assert_int_equal(dw_db_delete(f->db, NULL, "c/1", 3), 0);
+	assert_int_equal(list_keys(f->db, "c/", keys, sizeof(keys)), 2);
+	assert_string_equal(keys, "c/2,c/3,");
+	c = cache_counts(f->db);
+	assert_true(c.hits == b.hits); /* both were misses: the cached pages were stale */
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
@@ -658,6 +723,7 @@ int main(int argc, char **argv)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_counts_and_stream, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_scalable_limits_and_metrics, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_query_cache_never_stale, setup, teardown),
 	};
 	if (argc > 1 && strcmp(argv[1], "postgresql") == 0) {
 		pg_uri = getenv("DW_TEST_PG_URI");
