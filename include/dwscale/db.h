@@ -164,6 +164,9 @@ typedef struct dw_db_page {
 int dw_db_list(dw_db *db, const char *strategy, const dw_db_list_query *q, dw_db_page *out);
 void dw_db_page_clear(dw_db_page *p);
 
+/* Exact number of objects with the prefix (NULL/0: all): the same total a listing reports. */
+int dw_db_count(dw_db *db, const char *strategy, const void *prefix, size_t plen, uint64_t *out);
+
 /*
  * Streaming listing of every match at constant memory: re-seeks by key in batches, each its own
  * short read transaction. next returns 1 with *o (valid until the next call), 0 at the end.

@@ -271,3 +271,16 @@ void dw_db_lister_close(dw_db_lister *l)
 	dw_db_page_clear(&l->batch);
 	dw_free(l);
 }
+
+int dw_db_count(dw_db *db, const char *strategy, const void *prefix, size_t plen, uint64_t *out)
+{
+	struct dw__db_slot *sl = dw__db_slot_for(db, strategy);
+	int rc;
+
+	if (!sl)
+		return DW_ENOTFOUND;
+	if (plen > DW_DB_KEY_MAX)
+		return DW_ELIMIT;
+	rc = sl->s->ops->count(sl->s, plen ? prefix : "", plen, 0, out);
+	return rc < 0 ? dw__db_fail(sl, rc) : 0;
+}
