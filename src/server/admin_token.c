@@ -3,9 +3,11 @@
  * The admin token file: a random bearer token that admin endpoints require.
  *
  * First start: 32 bytes from getrandom(2), hex-encoded, are written to a temporary file created
- * 0600 next to the target, fsync'ed, renamed into place with link-free rename(2), and the
- * directory fsync'ed, so a crash leaves either no token file or a whole one, never a torn one
- * that would lock the operator out. Later starts read it back. A file readable by group or others
+ * 0600 next to the target, fsync'ed, linked into place with link(2) (which, unlike rename, fails
+ * if the name exists) and the directory fsync'ed. So a crash leaves either no token file or a
+ * whole one, never a torn one that would lock the operator out, and two daemons starting at once
+ * on one data directory end up with the same token: the loser of the link reads the winner's.
+ * Later starts read it back. A file readable by group or others
  * is refused: the token gives write access to the node's limits.
  */
 #include <errno.h>
@@ -66,12 +68,14 @@ static int create_token(const char *path, char *out, size_t cap, size_t *len, ch
 		snprintf(err, errlen, "admin token path is too long");
 		return -ENAMETOOLONG;
 	}
+	unlink(tmp); /* only a crashed earlier process with this pid could have left it */
 	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (fd < 0) {
 		rc = -errno;
 		snprintf(err, errlen, "cannot create %s: %s", tmp, dw_strerror(rc));
 		return rc;
 	}
+	errno = 0;
 	if (write(fd, hex, 2 * sizeof(rnd) + 1) != (ssize_t)(2 * sizeof(rnd) + 1) ||
 	    fsync(fd) < 0) {
 		rc = errno ? -errno : -EIO;
@@ -80,11 +84,14 @@ static int create_token(const char *path, char *out, size_t cap, size_t *len, ch
 	}
 	close(fd);
 	fd = -1;
-	if (rename(tmp, path) < 0) {
+	if (link(tmp, path) < 0) {
 		rc = -errno;
-		snprintf(err, errlen, "cannot rename %s to %s: %s", tmp, path, dw_strerror(rc));
+		if (rc != -EEXIST)
+			snprintf(err, errlen, "cannot link %s to %s: %s", tmp, path,
+				 dw_strerror(rc));
 		goto fail;
 	}
+	unlink(tmp);
 	rc = fsync_dir_of(path);
 	if (rc < 0) {
 		snprintf(err, errlen, "cannot sync the directory of %s: %s", path, dw_strerror(rc));
@@ -95,11 +102,15 @@ static int create_token(const char *path, char *out, size_t cap, size_t *len, ch
 	memcpy(out, hex, 2 * sizeof(rnd));
 	out[2 * sizeof(rnd)] = '\0';
 	*len = 2 * sizeof(rnd);
+	explicit_bzero(hex, sizeof(hex));
+	explicit_bzero(rnd, sizeof(rnd));
 	return 0;
 fail:
 	if (fd >= 0)
 		close(fd);
 	unlink(tmp);
+	explicit_bzero(hex, sizeof(hex));
+	explicit_bzero(rnd, sizeof(rnd));
 	return rc;
 }
 
@@ -121,7 +132,10 @@ int dw__admin_token_load(const char *path, char *out, size_t cap, size_t *len, b
 		rc = create_token(path, out, cap, len, err, errlen);
 		if (rc == 0)
 			*created = true;
-		return rc;
+		if (rc != -EEXIST)
+			return rc;
+		/* another process created it first: use theirs */
+		fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	}
 	if (fd < 0) {
 		rc = -errno;

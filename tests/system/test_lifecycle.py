@@ -170,3 +170,38 @@ def test_data_dir_from_environment(dwscale_bin, tmp_path):
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
+
+
+def test_two_daemons_starting_together_share_the_token(dwscale_bin, tmp_path):
+    # Both create the data directory files at the same moment; whichever links its token file
+    # first wins and the other must use that one, or one daemon would refuse the file's token.
+    import threading
+    data = str(tmp_path / "var")
+    for attempt in range(5):
+        servers = [Server(dwscale_bin, data) for _ in range(2)]
+        errors = []
+
+        def start(s):
+            try:
+                s.start()
+            except AssertionError as e:
+                errors.append(str(e))
+
+        threads = [threading.Thread(target=start, args=(s,)) for s in servers]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        try:
+            assert errors == []
+            token = servers[0].admin_token()
+            for s in servers:
+                r = s.request("PUT", "/v1/subsystems/cache/limits",
+                              body=b'{"max_entries": 321}',
+                              headers={"Authorization": f"Bearer {token}"})
+                assert r.status == 200, (r.status, r.body)
+        finally:
+            for s in servers:
+                assert s.stop() == 0, s.log()
+        import shutil
+        shutil.rmtree(data)
