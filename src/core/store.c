@@ -41,12 +41,6 @@
 #include "core/store_int.h"
 #include "dwscale/core.h"
 
-#if __has_include("../db/store_pg.c")
-#define STORE_HAVE_PG 1
-#else
-#define STORE_HAVE_PG 0
-#endif
-
 #define SCHEME	   "dw://"
 #define SCHEME_LEN 5
 
@@ -156,13 +150,7 @@ int dw_store_open(const char *uri, dw_store **out)
 		return -ENOMEM;
 	}
 	if (has_prefix(uri, "postgresql://") || has_prefix(uri, "postgres://")) {
-#if STORE_HAVE_PG
 		rc = dw__store_pg_open(s, uri);
-#else
-		dw__store_set_errmsg(s, "PostgreSQL stores are not built into this library yet "
-					"(they come with the db subsystem); use sqlite:PATH");
-		rc = DW_EUNSUPPORTED;
-#endif
 	} else if (has_prefix(uri, "sqlite:")) {
 		rc = dw__store_sqlite_open(s, uri + strlen("sqlite:"));
 	} else if (strstr(uri, "://") != NULL) {

@@ -20,7 +20,7 @@
  *      dw__store_set_errmsg(); it never returns a positive value.
  *   5. The ops must be safe to call from several threads at once (the backend locks).
  *
- * A PostgreSQL backend is linked when src/db/store_pg.c exists: store.c then calls
+ * The PostgreSQL backend lives with the db subsystem (src/db/store_pg.c); store.c calls
  * dw__store_pg_open() for "postgresql://" and "postgres://" URIs.
  */
 #ifndef DW_CORE_STORE_INT_H

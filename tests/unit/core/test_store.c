@@ -27,6 +27,8 @@
 #include <cmocka.h>
 #include <sqlite3.h>
 
+#include <libpq-fe.h>
+
 #include "core/store_int.h"
 #include "dwscale/core.h"
 #include "dwscale/store.h"
@@ -36,6 +38,21 @@ struct tmpdir {
 	char db[600];  /* path/store.db */
 	char uri[620]; /* sqlite:path/store.db */
 };
+
+/* Set when the backend-independent tests run on PostgreSQL ($DW_TEST_PG_URI). */
+static const char *pg_uri;
+
+static void pg_reset(void)
+{
+	PGconn *c = PQconnectdb(pg_uri);
+	PGresult *r;
+
+	assert_int_equal(PQstatus(c), CONNECTION_OK);
+	r = PQexec(c, "SET client_min_messages = warning; DROP TABLE IF EXISTS dw_kv");
+	assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+	PQclear(r);
+	PQfinish(c);
+}
 
 static void tmp_make(struct tmpdir *t)
 {
@@ -58,6 +75,11 @@ static void tmp_make(struct tmpdir *t)
 	assert_true(n > 0 && (size_t)n < sizeof(t->db));
 	n = snprintf(t->uri, sizeof(t->uri), "sqlite:%s", t->db);
 	assert_true(n > 0 && (size_t)n < sizeof(t->uri));
+	if (pg_uri) {
+		n = snprintf(t->uri, sizeof(t->uri), "%s", pg_uri);
+		assert_true(n > 0 && (size_t)n < sizeof(t->uri));
+		pg_reset();
+	}
 }
 
 static void tmp_remove(struct tmpdir *t)
@@ -157,7 +179,7 @@ static void test_roundtrip(void **state)
 	dw_store_close(s);
 
 	/* Everything is still there after a reopen, through the plain-path form too. */
-	s = open_ok(td.db);
+	s = open_ok(pg_uri ? td.uri : td.db); /* plain path form on SQLite */
 	check_absent(s, "dw://a/1");
 	check_value(s, "dw://a/empty", "", 0);
 	check_value(s, "dw://a/bin", bin, sizeof(bin));
@@ -355,9 +377,12 @@ static void test_uris(void **state)
 	mode_t old = umask(022);
 
 	tmp_make(&td);
-	assert_int_equal(dw_store_open("postgresql://localhost/dw", &s), DW_EUNSUPPORTED);
+	/* An unreachable PostgreSQL server: a clear backend error naming it. */
+	assert_int_equal(dw_store_open("postgresql://127.0.0.1:1/dw?connect_timeout=5", &s),
+			 DW_EBACKEND);
 	assert_null(s);
-	assert_non_null(strstr(dw_store_errmsg(NULL), "PostgreSQL"));
+	assert_non_null(strstr(dw_store_errmsg(NULL), "postgresql"));
+	assert_non_null(strstr(dw_store_errmsg(NULL), "127.0.0.1"));
 	assert_int_equal(dw_store_open("redis://x", &s), DW_EUNSUPPORTED);
 	assert_int_equal(dw_store_open("sqlite:", &s), -EINVAL);
 	assert_int_equal(dw_store_open("", &s), -EINVAL);
@@ -995,6 +1020,30 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_alloc_failure),
 	};
 
+	/* The tests that do not look at SQLite's files, run again on PostgreSQL. */
+	const struct CMUnitTest pg_tests[] = {
+		cmocka_unit_test(test_roundtrip),
+		cmocka_unit_test(test_value_size),
+		cmocka_unit_test(test_scan_large_values),
+		cmocka_unit_test(test_bad_keys),
+		cmocka_unit_test(test_scan_batches),
+		cmocka_unit_test(test_scan_tilde_edge),
+		cmocka_unit_test(test_scan_concurrent_writer),
+		cmocka_unit_test(test_kill9),
+		cmocka_unit_test(test_threads),
+	};
+
+	if (argc > 1 && strcmp(argv[1], "postgresql") == 0) {
+		pg_uri = getenv("DW_TEST_PG_URI");
+		if (!pg_uri || !*pg_uri) {
+			printf("skip: DW_TEST_PG_URI is not set (make test starts a PostgreSQL "
+			       "server and sets it)\n");
+			return 77;
+		}
+		if (argc > 2)
+			cmocka_set_test_filter(argv[2]);
+		return cmocka_run_group_tests_name("store-postgresql", pg_tests, NULL, NULL);
+	}
 	if (argc > 1)
 		cmocka_set_test_filter(argv[1]); /* e.g. "test_kill9" or "test_scan*" */
 	return cmocka_run_group_tests(tests, NULL, NULL);
