@@ -55,6 +55,9 @@ int dw__du_at(int dirfd, const char *rel, uint64_t *bytes);
  * belong to the open file description: two threads then exclude each other as two processes do.
  */
 int dw__repo_lock(dw_backup_repo *r, const char *rel, bool exclusive, bool nb);
+/* Clean partial files of dead jobs (retention.c); the caller holds the repository lock. */
+int dw__recover(dw_backup_repo *r, dw_backup_recover_fn fn, void *arg,
+		dw_backup_recover_result *out);
 /* Remove the files of an unfinished create (packs, temp manifest, job file). */
 int dw__job_clean(dw_backup_repo *r, const char *id, uint64_t *bytes);
 /* Bytes of a backup in the repository: its manifest and packs. */

@@ -1041,6 +1041,9 @@ int dw_backup_create(dw_backup_repo *r, const dw_backup_create_opts *o, dw_backu
 		rc = repo_lock;
 		goto out;
 	}
+	rc = dw__recover(r, NULL, NULL, NULL); /* what killed creates left behind */
+	if (rc < 0)
+		goto out;
 	src_lock = source_lock(r, src);
 	if (src_lock < 0) {
 		rc = src_lock;

@@ -19,7 +19,7 @@
 
 #include <openssl/evp.h>
 
-static char *tu_mkdtemp(const char *tag)
+__attribute__((unused)) static char *tu_mkdtemp(const char *tag)
 {
 	const char *base = getenv("DW_TEST_TMPDIR");
 	char tmpl[4096];
@@ -33,7 +33,7 @@ static char *tu_mkdtemp(const char *tag)
 	return strdup(tmpl);
 }
 
-static void tu_rm_rf(const char *path)
+__attribute__((unused)) static void tu_rm_rf(const char *path)
 {
 	char cmd[8192];
 
@@ -42,7 +42,7 @@ static void tu_rm_rf(const char *path)
 		fprintf(stderr, "cleanup of %s failed\n", path);
 }
 
-static char *tu_join(const char *a, const char *b)
+__attribute__((unused)) static char *tu_join(const char *a, const char *b)
 {
 	size_t n = strlen(a) + strlen(b) + 2;
 	char *p = malloc(n);
@@ -52,7 +52,7 @@ static char *tu_join(const char *a, const char *b)
 }
 
 /* Deterministic pseudo-random bytes. */
-static void tu_fill(uint8_t *buf, size_t n, uint32_t seed)
+__attribute__((unused)) static void tu_fill(uint8_t *buf, size_t n, uint32_t seed)
 {
 	uint32_t x = seed * 2654435761u + 1;
 
@@ -65,7 +65,8 @@ static void tu_fill(uint8_t *buf, size_t n, uint32_t seed)
 }
 
 /* Write a file of n bytes: random from seed, or compressible text when seed is 0. */
-static int tu_write(const char *dir, const char *rel, size_t n, uint32_t seed, mode_t mode)
+__attribute__((unused)) static int tu_write(const char *dir, const char *rel, size_t n,
+					    uint32_t seed, mode_t mode)
 {
 	char *p = tu_join(dir, rel);
 	uint8_t *buf = malloc(n ? n : 1);
@@ -88,7 +89,8 @@ static int tu_write(const char *dir, const char *rel, size_t n, uint32_t seed, m
 	return rc;
 }
 
-static int tu_set_mtime(const char *dir, const char *rel, time_t sec, long nsec)
+__attribute__((unused)) static int tu_set_mtime(const char *dir, const char *rel, time_t sec,
+						long nsec)
 {
 	char *p = tu_join(dir, rel);
 	struct timespec ts[2] = { { sec, nsec }, { sec, nsec } };
@@ -105,7 +107,7 @@ struct tu_list {
 	size_t n, cap;
 };
 
-static void tu_list_add(struct tu_list *l, const char *s)
+__attribute__((unused)) static void tu_list_add(struct tu_list *l, const char *s)
 {
 	if (l->n == l->cap) {
 		l->cap = l->cap ? l->cap * 2 : 64;
@@ -114,7 +116,7 @@ static void tu_list_add(struct tu_list *l, const char *s)
 	l->v[l->n++] = strdup(s);
 }
 
-static void tu_list_free(struct tu_list *l)
+__attribute__((unused)) static void tu_list_free(struct tu_list *l)
 {
 	for (size_t i = 0; i < l->n; i++)
 		free(l->v[i]);
@@ -123,7 +125,7 @@ static void tu_list_free(struct tu_list *l)
 	l->n = l->cap = 0;
 }
 
-static void tu_sha_file(const char *path, char hex[65])
+__attribute__((unused)) static void tu_sha_file(const char *path, char hex[65])
 {
 	EVP_MD_CTX *c = EVP_MD_CTX_new();
 	uint8_t buf[65536], md[32];
@@ -148,13 +150,13 @@ struct tu_ino {
 	char path[4096];
 };
 
-static int tu_name_cmp(const void *a, const void *b)
+__attribute__((unused)) static int tu_name_cmp(const void *a, const void *b)
 {
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-static void tu_walk(const char *root, const char *rel, struct tu_list *out, struct tu_ino *inos,
-		    size_t *ninos, bool with_dir_mtime)
+__attribute__((unused)) static void tu_walk(const char *root, const char *rel, struct tu_list *out,
+					    struct tu_ino *inos, size_t *ninos, bool with_dir_mtime)
 {
 	char *full = rel[0] ? tu_join(root, rel) : strdup(root);
 	DIR *d = opendir(full);
@@ -232,7 +234,7 @@ static void tu_walk(const char *root, const char *rel, struct tu_list *out, stru
 }
 
 /* The listing of a whole tree (the root's own metadata excluded). */
-static void tu_tree(const char *root, struct tu_list *out)
+__attribute__((unused)) static void tu_tree(const char *root, struct tu_list *out)
 {
 	static struct tu_ino inos[1024];
 	size_t ninos = 0;
@@ -241,7 +243,7 @@ static void tu_tree(const char *root, struct tu_list *out)
 }
 
 /* Compare two trees; prints the first difference. Returns 0 if identical. */
-static int tu_tree_diff(const struct tu_list *a, const struct tu_list *b)
+__attribute__((unused)) static int tu_tree_diff(const struct tu_list *a, const struct tu_list *b)
 {
 	size_t n = a->n < b->n ? a->n : b->n;
 
@@ -259,7 +261,7 @@ static int tu_tree_diff(const struct tu_list *a, const struct tu_list *b)
 	return 0;
 }
 
-static int tu_diff_dirs(const char *x, const char *y)
+__attribute__((unused)) static int tu_diff_dirs(const char *x, const char *y)
 {
 	struct tu_list a = { 0 }, b = { 0 };
 	int rc;
