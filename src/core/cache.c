@@ -810,16 +810,18 @@ void dw_cache_close(dw_cache *c)
 /* Checks shared by put: DW_ETOOBIG / DW_EBADKEY before any work. */
 static int put_check(dw_cache *c, size_t klen, size_t vlen)
 {
-	size_t max_bytes;
-
-	LOCK_RD(c);
-	max_bytes = c->max_bytes;
-	UNLOCK(c);
 	if (klen > SIZE_MAX / 4 || vlen > SIZE_MAX / 4)
 		return DW_ETOOBIG;
-	if (max_bytes && klen + vlen > max_bytes)
-		return DW_ETOOBIG;
 	if (c->store) {
+		size_t max_bytes;
+
+		/* Without a store the check under the lock in put suffices; with one it must
+		 * come before the store write. */
+		LOCK_RD(c);
+		max_bytes = c->max_bytes;
+		UNLOCK(c);
+		if (max_bytes && klen + vlen > max_bytes)
+			return DW_ETOOBIG;
 		if (vlen > DW_STORE_VALUE_MAX)
 			return DW_ETOOBIG;
 		if (klen > (DW_STORE_KEY_MAX - c->prefix_len) / 2)
@@ -862,11 +864,16 @@ int dw_cache_put(dw_cache *c, const void *key, size_t klen, const void *val, siz
 		}
 	}
 	LOCK_WR(c);
-	/* A resize may have run since put_check: an entry past the bound must not be kept. */
 	if (c->max_bytes && klen + vlen > c->max_bytes) {
-		remove_locked(c, h, key, klen);
+		if (c->store) {
+			/* A resize ran since put_check: the new value is durable in the store but
+			 * cannot be kept in memory, and the old one there is stale. */
+			remove_locked(c, h, key, klen);
+			rc = 0;
+		} else {
+			rc = DW_ETOOBIG; /* refused; the old value stays */
+		}
 		UNLOCK(c);
-		rc = c->store ? 0 : DW_ETOOBIG; /* with a store the value is durable there */
 		goto out;
 	}
 	insert_locked(c, e);

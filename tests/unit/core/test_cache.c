@@ -181,6 +181,9 @@ static void test_bound_bytes(void **state)
 		memset(big, 'q', sizeof(big));
 		assert_int_equal(dw_cache_put(c, "k9999", 5, big, sizeof(big)), DW_ETOOBIG);
 		assert_int_equal(has_u(c, 7777), 1);
+		/* a refused replacement keeps the old value (has_u checks its bytes) */
+		assert_int_equal(dw_cache_put(c, "k7777", 5, big, sizeof(big)), DW_ETOOBIG);
+		assert_int_equal(has_u(c, 7777), 1);
 		/*
 		 * Exactly at the bound is accepted. S3-FIFO may then evict the new, never-read
 		 * entry rather than k7777, which was read: either way the bound holds.
