@@ -780,6 +780,94 @@ static void test_store_write_through(void **state)
 	tmp_remove(&td);
 }
 
+struct sthr {
+	dw_cache *c;
+	unsigned id;
+};
+
+static void *store_worker(void *p)
+{
+	struct sthr *t = p;
+	uint64_t x = 0x2545f4914f6cdd1dULL * (t->id + 1);
+
+	for (unsigned i = 0; i < 150; i++) {
+		char key[16], val[32];
+		void *v;
+		size_t vl;
+		int rc;
+
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		snprintf(key, sizeof(key), "s%u", (unsigned)(x % 12));
+		switch ((x >> 40) % 8) {
+		case 0:
+			rc = dw_cache_delete(t->c, key, strlen(key));
+			assert_true(rc == 0 || rc == DW_ENOTFOUND);
+			break;
+		case 1:
+		case 2:
+		case 3:
+			snprintf(val, sizeof(val), "t%u-%u", t->id, i);
+			assert_int_equal(dw_cache_put(t->c, key, strlen(key), val, strlen(val)), 0);
+			break;
+		default:
+			rc = dw_cache_get(t->c, key, strlen(key), &v, &vl);
+			assert_true(rc == 0 || rc == DW_ENOTFOUND);
+			if (rc == 0)
+				dw_free(v);
+		}
+	}
+	return NULL;
+}
+
+/* Four threads put, get (loading on miss) and delete a few keys through a small cache: in the
+ * end, what memory answers for each key is exactly what the store holds. */
+static void test_store_threads_agree(void **state)
+{
+	struct tmpdir td;
+	char uri[600];
+	dw_store *st = NULL;
+	dw_cache *c;
+	pthread_t th[4];
+	struct sthr t[4];
+
+	tmp_make(&td);
+	snprintf(uri, sizeof(uri), "sqlite:%s/store.db", td.path);
+	assert_int_equal(dw_store_open(uri, &st), 0);
+	c = open_with_store(st, 4);
+	for (unsigned i = 0; i < 4; i++) {
+		t[i] = (struct sthr){ .c = c, .id = i };
+		assert_int_equal(pthread_create(&th[i], NULL, store_worker, &t[i]), 0);
+	}
+	for (unsigned i = 0; i < 4; i++)
+		pthread_join(th[i], NULL);
+	check_bounds(c);
+	for (unsigned k = 0; k < 12; k++) {
+		char key[16], skey[64];
+		void *mv = NULL, *sv = NULL;
+		size_t ml = 0, sl = 0;
+		int mrc, src;
+
+		snprintf(key, sizeof(key), "s%u", k);
+		snprintf(skey, sizeof(skey), "dw://cache/73%02x", (unsigned)'0' + k % 10);
+		if (k >= 10)
+			snprintf(skey, sizeof(skey), "dw://cache/7331%02x", (unsigned)'0' + k % 10);
+		src = dw_store_get(st, skey, &sv, &sl);
+		mrc = dw_cache_get(c, key, strlen(key), &mv, &ml);
+		assert_int_equal(mrc, src);
+		if (mrc == 0) {
+			assert_int_equal(ml, sl);
+			assert_memory_equal(mv, sv, ml);
+		}
+		dw_free(mv);
+		dw_free(sv);
+	}
+	dw_cache_close(c);
+	dw_store_close(st);
+	tmp_remove(&td);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -800,6 +888,7 @@ int main(void)
 		cmocka_unit_test(test_threads),
 		cmocka_unit_test(test_alloc_failure),
 		cmocka_unit_test(test_store_write_through),
+		cmocka_unit_test(test_store_threads_agree),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
