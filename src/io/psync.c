@@ -40,6 +40,7 @@ struct psync {
 	unsigned target;	   /* protected by lock */
 	bool stop;		   /* protected by lock */
 	struct slot slots[DW_IO_DEPTH_MAX];
+	pthread_t joinable[DW_IO_DEPTH_MAX]; /* close's scratch list */
 };
 
 static int do_op(struct io_op *op)
@@ -166,14 +167,19 @@ static void psync_close(struct io_backend *be)
 {
 	struct psync *p = (struct psync *)be;
 
+	unsigned n = 0;
+
 	pthread_mutex_lock(&p->lock);
 	p->stop = true;
 	pthread_cond_broadcast(&p->cv);
-	pthread_mutex_unlock(&p->lock);
+	/* No slot starts after stop: note which ones have a thread to join, then join unlocked. */
 	for (unsigned i = 0; i < DW_IO_DEPTH_MAX; i++) {
 		if (p->slots[i].state != SLOT_NONE)
-			pthread_join(p->slots[i].tid, NULL);
+			p->joinable[n++] = p->slots[i].tid;
 	}
+	pthread_mutex_unlock(&p->lock);
+	for (unsigned i = 0; i < n; i++)
+		pthread_join(p->joinable[i], NULL);
 	pthread_cond_destroy(&p->cv);
 	pthread_mutex_destroy(&p->lock);
 	dw_free(p);

@@ -209,8 +209,8 @@ int dw__quota_admit(struct io_quota *q, const char *caller, uint64_t len)
 		rc = IO_QUOTA_OVER;
 		goto out;
 	}
-	if (q->store && (lb || lo) &&
-	    (e->used_bytes + len > e->res_bytes || e->used_ops + 1 > e->res_ops)) {
+	if (q->store &&
+	    ((lb && e->used_bytes + len > e->res_bytes) || (lo && e->used_ops + 1 > e->res_ops))) {
 		uint64_t nb = e->used_bytes + len + lb / QUOTA_STEPS;
 		uint64_t no = e->used_ops + 1 + lo / QUOTA_STEPS;
 

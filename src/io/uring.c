@@ -125,9 +125,10 @@ static int uring_submit(struct io_backend *be, struct io_op **ops, unsigned n, u
 			io_uring_prep_fsync(sqe, op->fd, 0);
 			break;
 		}
-		if (op->tier == DW_IO_HIGH)
+		/* Only read and write take an ioprio: the kernel refuses one on fsync (EINVAL). */
+		if (op->opcode != DW_IO_OP_FSYNC && op->tier == DW_IO_HIGH)
 			sqe->ioprio = PRIO(0);
-		else if (op->tier == DW_IO_LOW)
+		else if (op->opcode != DW_IO_OP_FSYNC && op->tier == DW_IO_LOW)
 			sqe->ioprio = PRIO(7);
 		io_uring_sqe_set_data(sqe, op);
 	}

@@ -1,0 +1,250 @@
+// SPDX-License-Identifier: MIT
+/*
+ * io_uring taken away: a forked child installs a seccomp filter (classic BPF written by hand)
+ * that makes io_uring_setup and io_uring_enter fail with EPERM, or with ENOSYS, and the
+ * scheduler must run on the psync pool there and say why. A third case takes io_uring away
+ * while a manager is already running on it (filter installed on every thread with TSYNC): the
+ * next ops must still succeed, on psync, after the switch.
+ *
+ * The child reports through its exit status: 0 = all good, 10+ = which check failed, 77 = the
+ * machine cannot install the filter. The parent turns that into an assertion.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "dwscale/io.h"
+#include "io/io_int.h"
+
+#if defined(__x86_64__)
+#define ARCH_NR AUDIT_ARCH_X86_64
+#elif defined(__aarch64__)
+#define ARCH_NR AUDIT_ARCH_AARCH64
+#else
+#define ARCH_NR 0
+#endif
+
+#ifndef __NR_io_uring_setup
+#define __NR_io_uring_setup 425
+#endif
+#ifndef __NR_io_uring_enter
+#define __NR_io_uring_enter 426
+#endif
+
+static char tmpdir[256];
+
+/*
+ * Filter: on the native architecture, io_uring_setup and io_uring_enter return -err; every other
+ * system call is allowed. (A foreign-architecture call is allowed too: this is a test fixture,
+ * not a sandbox.)
+ */
+static int install_filter(int err, bool all_threads)
+{
+	struct sock_filter f[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, ARCH_NR, 0, 4),
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_setup, 2, 0),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_enter, 1, 0),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ((unsigned)err & SECCOMP_RET_DATA)),
+	};
+	struct sock_fprog prog = { .len = (unsigned short)(sizeof(f) / sizeof(f[0])), .filter = f };
+
+	if (ARCH_NR == 0)
+		return -ENOTSUP;
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+		return -errno;
+	if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER,
+		    all_threads ? SECCOMP_FILTER_FLAG_TSYNC : 0, &prog) != 0)
+		return -errno;
+	return 0;
+}
+
+/* Writes, fsyncs and reads back through f; 0 if all good. */
+static int exercise(dw_io_file *f)
+{
+	static char w[8192], r[8192];
+
+	for (size_t i = 0; i < sizeof(w); i++)
+		w[i] = (char)(i * 13);
+	for (int t = 0; t < DW_IO_TIERS; t++) {
+		if (dw_io_pwrite(f, w, sizeof(w), (uint64_t)t * sizeof(w), (dw_io_tier)t, NULL) !=
+		    (int)sizeof(w))
+			return -1;
+	}
+	if (dw_io_fsync(f, DW_IO_HIGH, NULL) != 0)
+		return -1;
+	for (int t = 0; t < DW_IO_TIERS; t++) {
+		memset(r, 0, sizeof(r));
+		if (dw_io_pread(f, r, sizeof(r), (uint64_t)t * sizeof(r), DW_IO_LOW, NULL) !=
+		    (int)sizeof(r))
+			return -1;
+		if (memcmp(r, w, sizeof(r)) != 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* Child: filter first, then a manager on AUTO must come up on psync and report err. */
+static int child_filtered_from_start(int err)
+{
+	dw_io_config cfg;
+	dw_io_dev_info info;
+	dw_io_file *f;
+	dw_io *io;
+	char path[512];
+	size_t ma, oa;
+
+	if (install_filter(err, false) < 0)
+		return 77;
+	if (dw__probe_uring() != -err)
+		return 10;
+	dw_io_config_default(&cfg);
+	if (dw_io_open(&cfg, &io) < 0)
+		return 11;
+	snprintf(path, sizeof(path), "%s/fb-%d.dat", tmpdir, err);
+	if (dw_io_file_open(io, path, O_RDWR | O_CREAT | O_TRUNC, 0600, 0, &f) < 0)
+		return 12;
+	if (exercise(f) != 0)
+		return 13;
+	if (dw_io_file_info(f, &info) < 0 || info.backend != DW_IO_ENGINE_PSYNC)
+		return 14;
+	if (info.uring_errno != -err)
+		return 15;
+	dw_io_file_close(f);
+	/* engine io_uring asked for explicitly: refused with the reason, not silently psync */
+	dw_io_close(io);
+	cfg.engine = DW_IO_ENGINE_URING;
+	if (dw_io_open(&cfg, &io) < 0)
+		return 16;
+	if (dw_io_file_open(io, path, O_RDWR, 0, 0, &f) != -err)
+		return 17;
+	dw_io_close(io);
+	/* the standalone probe says the same */
+	if (dw_io_probe_path(path, &info, &ma, &oa) < 0 || info.uring_errno != -err ||
+	    info.backend != DW_IO_ENGINE_PSYNC)
+		return 18;
+	return 0;
+}
+
+/* Child: a manager running on io_uring loses it (all threads) and must carry on on psync. */
+static int child_filtered_at_run_time(void)
+{
+	dw_io_config cfg;
+	dw_io_dev_info info;
+	dw_io_file *f;
+	dw_io *io;
+	char path[512];
+
+	dw_io_config_default(&cfg);
+	if (dw_io_open(&cfg, &io) < 0)
+		return 11;
+	snprintf(path, sizeof(path), "%s/fb-run.dat", tmpdir);
+	if (dw_io_file_open(io, path, O_RDWR | O_CREAT | O_TRUNC, 0600, 0, &f) < 0)
+		return 12;
+	if (exercise(f) != 0)
+		return 13;
+	if (dw_io_file_info(f, &info) < 0 || info.backend != DW_IO_ENGINE_URING)
+		return 77; /* io_uring not usable here to begin with: nothing to take away */
+	if (install_filter(EPERM, true) < 0)
+		return 77;
+	if (exercise(f) != 0)
+		return 20;
+	if (dw_io_file_info(f, &info) < 0 || info.backend != DW_IO_ENGINE_PSYNC)
+		return 21;
+	if (info.uring_errno != -EPERM || info.switches < 1)
+		return 22;
+	dw_io_file_close(f);
+	dw_io_close(io);
+	return 0;
+}
+
+static void run_child(int (*fn)(int), int arg, int (*fn0)(void))
+{
+	int status = 0;
+	pid_t pid;
+
+	fflush(NULL);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0)
+		_exit(fn ? fn(arg) : fn0());
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	if (WEXITSTATUS(status) == 77) {
+		printf("cannot install a seccomp filter or use io_uring here: skipping\n");
+		skip();
+	}
+	assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+static void test_seccomp_eperm(void **state)
+{
+	(void)state;
+	run_child(child_filtered_from_start, EPERM, NULL);
+}
+
+static void test_seccomp_enosys(void **state)
+{
+	(void)state;
+	run_child(child_filtered_from_start, ENOSYS, NULL);
+}
+
+static void test_taken_away_at_run_time(void **state)
+{
+	(void)state;
+	run_child(NULL, 0, child_filtered_at_run_time);
+}
+
+static int setup_dir(void **state)
+{
+	const char *base = getenv("DW_TEST_TMPDIR");
+	char tmpl[256];
+
+	(void)state;
+	if (base && *base) {
+		mkdir(base, 0700);
+		snprintf(tmpl, sizeof(tmpl), "%s/fallback-XXXXXX", base);
+	} else {
+		snprintf(tmpl, sizeof(tmpl), "/tmp/dwscale-fallback-XXXXXX");
+	}
+	if (!mkdtemp(tmpl))
+		return -1;
+	snprintf(tmpdir, sizeof(tmpdir), "%s", tmpl);
+	return 0;
+}
+
+static int teardown_dir(void **state)
+{
+	char cmd[512];
+
+	(void)state;
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_seccomp_eperm),
+		cmocka_unit_test(test_seccomp_enosys),
+		cmocka_unit_test(test_taken_away_at_run_time),
+	};
+	return cmocka_run_group_tests(tests, setup_dir, teardown_dir);
+}
