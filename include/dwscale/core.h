@@ -22,11 +22,11 @@ extern "C" {
 /* ---- allocation ------------------------------------------------------------------------- */
 
 /* Thin wrappers over malloc & co. that honour the test fault hook below. Thread-safe. */
-void *dw_malloc(size_t n);
-void *dw_calloc(size_t nmemb, size_t size);
-void *dw_realloc(void *p, size_t n);
-char *dw_strdup(const char *s);
-char *dw_strndup(const char *s, size_t n);
+void *dw_malloc(size_t n) __attribute__((malloc, alloc_size(1)));
+void *dw_calloc(size_t nmemb, size_t size) __attribute__((malloc, alloc_size(1, 2)));
+void *dw_realloc(void *p, size_t n) __attribute__((alloc_size(2)));
+char *dw_strdup(const char *s) __attribute__((malloc));
+char *dw_strndup(const char *s, size_t n) __attribute__((malloc));
 void dw_free(void *p);
 
 /*
