@@ -43,6 +43,7 @@ const struct dw__cmd *dw__cmd_find(const char *name);
 int dw__cmd_help(int argc, char **argv);
 int dw__cmd_status(int argc, char **argv);
 int dw__cmd_serve(int argc, char **argv);
+int dw__cmd_backup(int argc, char **argv);
 int dw__cmd_object(int argc, char **argv);
 int dw__cmd_db(int argc, char **argv);
 

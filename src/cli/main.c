@@ -66,6 +66,29 @@ const struct dw__cmd dw__commands[] = {
 	  "\n"
 	  "Check every strategy at once; one that does not answer within the timeout (default\n"
 	  "5 s) is reported as timed out. Exit status 0 if all are healthy, 4 otherwise.\n" },
+	{ "backup", dw__cmd_backup, "back up directory trees: full and incremental backups in chains",
+	  "usage: dwscale backup init REPO [--block-size SIZE]\n"
+	  "       dwscale backup create SRC... --repo REPO [--full|--incremental] [--json]\n"
+	  "                     [--zstd-level N] [--threads N] [--jobs N] [--ignore-inode-ctime]\n"
+	  "       dwscale backup list --repo REPO [--json]\n"
+	  "       dwscale backup restore ID|latest --repo REPO --target DIR [--path P] [--json]\n"
+	  "       dwscale backup check --repo REPO [--read-data] [--json]\n"
+	  "       dwscale backup prune --repo REPO [--keep-last N] [--max-age DUR] [--max-size SIZE]\n"
+	  "                    [--dry-run] [--json]\n"
+	  "       dwscale backup recover --repo REPO [--json]\n"
+	  "\n"
+	  "create backs up each SRC as its own job, concurrently under a limit that follows disk\n"
+	  "utilisation (--jobs N fixes it); without --full or --incremental a source's first\n"
+	  "backup is full and the next ones extend its chain. --ignore-inode-ctime detects changes\n"
+	  "by size and mtime only (sources on snapshots or copies). restore writes into an empty\n"
+	  "or new DIR. check verifies manifests and references, and with --read-data every stored\n"
+	  "block's SHA-256. prune removes whole chains, oldest first, never a source's newest\n"
+	  "(defaults: --keep-last 30 --max-age 90d --max-size 100G; 0 turns a rule off);\n"
+	  "--dry-run prints what it would remove, why, and the exact bytes. recover removes what\n"
+	  "killed backups left (a new create does it too). The repository lock is an flock():\n"
+	  "it never needs a manual unlock.\n"
+	  "\n"
+	  "Exit status: 0 ok, 1 failure or damage found, 2 usage, 3 no such backup or repository.\n" },
 	{ "help", dw__cmd_help, "show help for dwscale or one command",
 	  "usage: dwscale help [COMMAND]\n" },
 	{ NULL, NULL, NULL, NULL },
