@@ -40,6 +40,7 @@ struct dw__cmd {
 extern const struct dw__cmd dw__commands[];
 const struct dw__cmd *dw__cmd_find(const char *name);
 
+int dw__cmd_io(int argc, char **argv);
 int dw__cmd_help(int argc, char **argv);
 int dw__cmd_status(int argc, char **argv);
 int dw__cmd_serve(int argc, char **argv);

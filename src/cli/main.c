@@ -89,6 +89,20 @@ const struct dw__cmd dw__commands[] = {
 	  "it never needs a manual unlock.\n"
 	  "\n"
 	  "Exit status: 0 ok, 1 failure or damage found, 2 usage, 3 no such backup or repository.\n" },
+	{ "io", dw__cmd_io, "probe devices and benchmark the I/O scheduler",
+	  "usage: dwscale io probe PATH [--json]\n"
+	  "       dwscale io bench FILE [--rw randread|randwrite|read|write] [--bs 4k] [--depth N]\n"
+	  "                             [--seconds S] [--size SIZE] [--direct]\n"
+	  "                             [--engine auto|io_uring|psync] [--mix SPEC] [--json]\n"
+	  "\n"
+	  "probe: the device under PATH, its class and the queue depth used and why, whether\n"
+	  "io_uring works here (or the errno that says why not), and O_DIRECT with its alignment.\n"
+	  "\n"
+	  "bench: drive the scheduler on FILE (laid out to --size, default 256M) for --seconds\n"
+	  "(default 10) and print per job IOPS, MiB/s, latency p50/p99/p99.9 and longest wait.\n"
+	  "  --depth N   scheduler depth (default: by device class) and the job's iodepth\n"
+	  "  --mix SPEC  several jobs at once, TIER:RW:BS:IODEPTH separated by commas, e.g.\n"
+	  "              high:randread:4k:1,low:read:128k:32\n" },
 	{ "help", dw__cmd_help, "show help for dwscale or one command",
 	  "usage: dwscale help [COMMAND]\n" },
 	{ NULL, NULL, NULL, NULL },

@@ -1,0 +1,706 @@
+// SPDX-License-Identifier: MIT
+/*
+ * dwscale io probe PATH [--json]
+ * dwscale io bench FILE [--rw MODE] [--bs SIZE] [--depth N] [--seconds S] [--size SIZE]
+ *                       [--direct] [--engine auto|io_uring|psync] [--mix SPEC] [--json]
+ *
+ * probe says what the io subsystem would do with a file or directory: its device and class, the
+ * depth it would use and why, whether io_uring works here (or the errno that says why not), and
+ * whether O_DIRECT works with which alignment.
+ *
+ * bench drives the scheduler the way fio drives a device: each job keeps its iodepth of ops
+ * outstanding (the completion callback issues the next op), for a fixed time, and reports IOPS,
+ * MiB/s, latency percentiles (submit to completion) and the longest queue wait. --mix runs
+ * several jobs at once, each on its own tier, e.g. high:randread:4k:1,low:read:128k:32, which is
+ * how tier isolation and starvation are measured. Only the public API is used.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "cli/cli.h"
+#include "dwscale/core.h"
+#include "dwscale/io.h"
+
+#define JOBS_MAX     8
+#define QD_MAX	     1024
+#define BS_MAX	     (16u << 20)
+#define HIST_N	     976 /* log-linear: 16 sub-buckets per power of two, as the scheduler's */
+#define FILL_CHUNK   (1u << 20)
+#define SECONDS_MAX  3600
+#define DEFAULT_SIZE (256ull << 20)
+
+/* ---- small helpers ------------------------------------------------------------------------ */
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * DW_NS_PER_SEC + (uint64_t)ts.tv_nsec;
+}
+
+/* "4k", "128K", "1m", "2G", "4096" -> bytes. */
+static int parse_size(const char *s, uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+	uint64_t mul = 1;
+
+	if (!s || !*s || *s == '-')
+		return DW_EUSAGE;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || end == s)
+		return DW_EUSAGE;
+	switch (*end) {
+	case '\0':
+		break;
+	case 'k':
+	case 'K':
+		mul = 1ull << 10;
+		end++;
+		break;
+	case 'm':
+	case 'M':
+		mul = 1ull << 20;
+		end++;
+		break;
+	case 'g':
+	case 'G':
+		mul = 1ull << 30;
+		end++;
+		break;
+	default:
+		return DW_EUSAGE;
+	}
+	if (*end == 'i' || *end == 'B' || *end == 'b')
+		end++;
+	if (*end == 'B')
+		end++;
+	if (*end || v == 0 || v > UINT64_MAX / mul)
+		return DW_EUSAGE;
+	*out = v * mul;
+	return 0;
+}
+
+static unsigned hist_index(uint64_t v)
+{
+	unsigned msb;
+
+	if (v < 16)
+		return (unsigned)v;
+	msb = 63u - (unsigned)__builtin_clzll(v);
+	return (msb - 3) * 16 + (unsigned)((v >> (msb - 4)) & 15);
+}
+
+static uint64_t hist_value(unsigned i)
+{
+	unsigned msb;
+
+	if (i < 16)
+		return i;
+	msb = i / 16 + 3;
+	return (1ULL << msb) + ((uint64_t)(i % 16) << (msb - 4)) + (1ULL << (msb - 5));
+}
+
+static uint64_t hist_quantile(const uint64_t *h, uint64_t n, double q)
+{
+	uint64_t rank, seen = 0;
+
+	if (n == 0)
+		return 0;
+	rank = (uint64_t)(q * (double)(n - 1)) + 1;
+	for (unsigned i = 0; i < HIST_N; i++) {
+		seen += h[i];
+		if (seen >= rank)
+			return hist_value(i);
+	}
+	return 0;
+}
+
+/* ---- probe -------------------------------------------------------------------------------- */
+
+static const char *errno_text(int code)
+{
+	return code ? dw_strerror(code) : "";
+}
+
+static int cmd_probe(int argc, char **argv)
+{
+	static const struct option opts[] = { { "json", no_argument, NULL, 'j' },
+					      { "calibrate", no_argument, NULL, 'c' },
+					      { NULL, 0, NULL, 0 } };
+	dw_io_dev_info info;
+	size_t ma = 1, oa = 1;
+	bool json = false;
+	const char *path;
+	int c, rc;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case 'j':
+			json = true;
+			break;
+		case 'c':
+			fprintf(stderr, "dwscale io probe: --calibrate is not implemented yet\n");
+			return DW_EXIT_ERROR;
+		default:
+			return dw__usage_error("io", "unknown option for 'io probe'");
+		}
+	}
+	if (optind != argc - 1)
+		return dw__usage_error("io", "'io probe' takes one PATH");
+	path = argv[optind];
+	rc = dw_io_probe_path(path, &info, &ma, &oa);
+	if (rc < 0) {
+		fprintf(stderr, "dwscale io probe: %s: %s\n", path, dw_strerror(rc));
+		return rc == -ENOENT ? DW_EXIT_NOTFOUND : DW_EXIT_ERROR;
+	}
+	if (json) {
+		cJSON *o = cJSON_CreateObject(), *u, *d;
+		char devs[32], *txt;
+
+		snprintf(devs, sizeof(devs), "%u:%u", major(info.dev), minor(info.dev));
+		cJSON_AddStringToObject(o, "path", path);
+		cJSON_AddStringToObject(o, "device", info.name);
+		cJSON_AddStringToObject(o, "dev", devs);
+		cJSON_AddStringToObject(o, "class", dw_io_class_name(info.class_));
+		cJSON_AddNumberToObject(o, "depth", info.depth);
+		cJSON_AddStringToObject(o, "depth_why", info.depth_why);
+		cJSON_AddStringToObject(o, "backend", dw_io_engine_name(info.backend));
+		u = cJSON_AddObjectToObject(o, "io_uring");
+		cJSON_AddBoolToObject(u, "available", info.uring_errno == 0);
+		if (info.uring_errno) {
+			cJSON_AddStringToObject(u, "errno", dw_err_name(info.uring_errno));
+			cJSON_AddStringToObject(u, "error", errno_text(info.uring_errno));
+		} else {
+			cJSON_AddNullToObject(u, "errno");
+		}
+		d = cJSON_AddObjectToObject(o, "direct");
+		if (info.direct_errno == 1) {
+			cJSON_AddNullToObject(d, "available");
+		} else {
+			cJSON_AddBoolToObject(d, "available", info.direct_errno == 0);
+		}
+		if (info.direct_errno == 0) {
+			cJSON_AddNumberToObject(d, "mem_align", (double)ma);
+			cJSON_AddNumberToObject(d, "off_align", (double)oa);
+		} else if (info.direct_errno < 0) {
+			cJSON_AddStringToObject(d, "errno", dw_err_name(info.direct_errno));
+		}
+		txt = cJSON_Print(o);
+		if (txt)
+			printf("%s\n", txt);
+		cJSON_free(txt);
+		cJSON_Delete(o);
+		return txt ? DW_EXIT_OK : DW_EXIT_ERROR;
+	}
+	printf("path       %s\n", path);
+	printf("device     %s (%u:%u)\n", info.name, major(info.dev), minor(info.dev));
+	printf("class      %s\n", dw_io_class_name(info.class_));
+	printf("depth      %u (%s)\n", info.depth, info.depth_why);
+	if (info.uring_errno == 0)
+		printf("io_uring   available\n");
+	else
+		printf("io_uring   unavailable: %s (%s)\n", dw_err_name(info.uring_errno),
+		       errno_text(info.uring_errno));
+	printf("backend    %s\n", dw_io_engine_name(info.backend));
+	if (info.direct_errno == 0)
+		printf("O_DIRECT   available, memory alignment %zu, offset alignment %zu\n", ma,
+		       oa);
+	else if (info.direct_errno < 0)
+		printf("O_DIRECT   refused by the filesystem (%s): buffered I/O\n",
+		       dw_err_name(info.direct_errno));
+	else
+		printf("O_DIRECT   not known (could not open a file there to try)\n");
+	return DW_EXIT_OK;
+}
+
+/* ---- bench -------------------------------------------------------------------------------- */
+
+enum rw_mode { RW_RANDREAD, RW_RANDWRITE, RW_READ, RW_WRITE };
+static const char *const rw_names[] = { "randread", "randwrite", "read", "write" };
+
+struct job;
+
+struct slot {
+	struct job *job;
+	void *buf;
+	uint64_t t0;
+};
+
+struct job {
+	dw_io_tier tier;
+	enum rw_mode rw;
+	uint64_t bs;
+	unsigned qd;
+	dw_io_file *f;
+	uint64_t nblocks; /* file size / bs */
+	uint64_t cursor;  /* sequential position, in blocks: protected by lock */
+	uint64_t rng;	  /* protected by lock */
+	pthread_mutex_t lock;
+	uint64_t hist[HIST_N]; /* protected by lock */
+	uint64_t ops, bytes;   /* protected by lock: completed inside the window */
+	uint64_t max_lat;      /* protected by lock */
+	int err;	       /* protected by lock: first error */
+	atomic_uint outstanding;
+	struct slot *slots;
+	void *mem;
+};
+
+static atomic_bool bench_stop;
+static atomic_uint_fast64_t bench_end_ns;
+
+static uint64_t next_off(struct job *j)
+{
+	uint64_t blk;
+
+	if (j->rw == RW_RANDREAD || j->rw == RW_RANDWRITE) {
+		/* xorshift64*: cheap, good enough to spread offsets */
+		j->rng ^= j->rng >> 12;
+		j->rng ^= j->rng << 25;
+		j->rng ^= j->rng >> 27;
+		blk = (j->rng * 2685821657736338717ULL) % j->nblocks;
+	} else {
+		blk = j->cursor;
+		j->cursor = (j->cursor + 1) % j->nblocks;
+	}
+	return blk * j->bs;
+}
+
+static void on_done(void *arg, int res);
+
+static int issue(struct slot *s)
+{
+	struct job *j = s->job;
+	dw_io_req r;
+	int rc;
+
+	memset(&r, 0, sizeof(r));
+	r.file = j->f;
+	r.op = (j->rw == RW_READ || j->rw == RW_RANDREAD) ? DW_IO_OP_READ : DW_IO_OP_WRITE;
+	r.tier = j->tier;
+	r.buf = s->buf;
+	r.len = (size_t)j->bs;
+	pthread_mutex_lock(&j->lock);
+	r.off = next_off(j);
+	pthread_mutex_unlock(&j->lock);
+	s->t0 = now_ns();
+	atomic_fetch_add_explicit(&j->outstanding, 1, memory_order_relaxed);
+	rc = dw_io_submit(&r, on_done, s);
+	if (rc < 0)
+		atomic_fetch_sub_explicit(&j->outstanding, 1, memory_order_relaxed);
+	return rc;
+}
+
+static void on_done(void *arg, int res)
+{
+	struct slot *s = arg;
+	struct job *j = s->job;
+	uint64_t t = now_ns(), lat = t - s->t0;
+	int rc;
+
+	pthread_mutex_lock(&j->lock);
+	if (t <= atomic_load_explicit(&bench_end_ns, memory_order_relaxed)) {
+		if (res < 0) {
+			if (!j->err)
+				j->err = res;
+		} else {
+			j->hist[hist_index(lat)]++;
+			j->ops++;
+			j->bytes += (uint64_t)res;
+			if (lat > j->max_lat)
+				j->max_lat = lat;
+		}
+	}
+	pthread_mutex_unlock(&j->lock);
+	if (res >= 0 && !atomic_load_explicit(&bench_stop, memory_order_acquire)) {
+		rc = issue(s);
+		if (rc < 0) {
+			pthread_mutex_lock(&j->lock);
+			if (!j->err)
+				j->err = rc;
+			pthread_mutex_unlock(&j->lock);
+		}
+	}
+	atomic_fetch_sub_explicit(&j->outstanding, 1, memory_order_release);
+}
+
+/* "high:randread:4k:1" */
+static int parse_job(const char *spec, struct job *j)
+{
+	char buf[128], *parts[4], *save = NULL, *p;
+	int n = 0;
+	uint64_t v;
+
+	if (snprintf(buf, sizeof(buf), "%s", spec) >= (int)sizeof(buf))
+		return DW_EUSAGE;
+	for (p = strtok_r(buf, ":", &save); p && n < 4; p = strtok_r(NULL, ":", &save))
+		parts[n++] = p;
+	if (n != 4 || p)
+		return DW_EUSAGE;
+	if (dw_io_tier_parse(parts[0], &j->tier) < 0)
+		return DW_EUSAGE;
+	for (n = 0; n < 4; n++) {
+		if (strcmp(parts[1], rw_names[n]) == 0)
+			break;
+	}
+	if (n == 4)
+		return DW_EUSAGE;
+	j->rw = (enum rw_mode)n;
+	if (parse_size(parts[2], &j->bs) < 0 || j->bs > BS_MAX)
+		return DW_EUSAGE;
+	if (parse_size(parts[3], &v) < 0 || v > QD_MAX)
+		return DW_EUSAGE;
+	j->qd = (unsigned)v;
+	return 0;
+}
+
+/* Make the file at least size bytes of non-zero data (so reads hit real blocks). */
+static int lay_out(const char *path, uint64_t size)
+{
+	struct stat st;
+	char *buf = NULL;
+	uint64_t off;
+	int fd, rc = 0;
+
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0) {
+		rc = -errno;
+		goto out;
+	}
+	if ((uint64_t)st.st_size >= size)
+		goto out;
+	buf = dw_malloc(FILL_CHUNK);
+	if (!buf) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < FILL_CHUNK; i++)
+		buf[i] = (char)(i * 31 + 7);
+	for (off = (uint64_t)st.st_size / FILL_CHUNK * FILL_CHUNK; off < size; off += FILL_CHUNK) {
+		size_t n = size - off < FILL_CHUNK ? (size_t)(size - off) : FILL_CHUNK;
+		ssize_t w = pwrite(fd, buf, n, (off_t)off);
+
+		if (w < 0) {
+			rc = -errno;
+			goto out;
+		}
+	}
+	if (fsync(fd) < 0)
+		rc = -errno;
+out:
+	dw_free(buf);
+	close(fd);
+	return rc;
+}
+
+struct wait_metric {
+	double longest[DW_IO_TIERS];
+};
+
+static void collect_wait(void *arg, const dw_metric *m)
+{
+	struct wait_metric *w = arg;
+
+	if (strcmp(m->name, "longest_wait") != 0 || !m->labels)
+		return;
+	for (int t = 0; t < DW_IO_TIERS; t++) {
+		char want[32];
+
+		snprintf(want, sizeof(want), "tier=\"%s\"", dw_io_tier_name((dw_io_tier)t));
+		if (strstr(m->labels, want) && m->value > w->longest[t])
+			w->longest[t] = m->value;
+	}
+}
+
+static int cmd_bench(int argc, char **argv)
+{
+	static const struct option opts[] = { { "rw", required_argument, NULL, 'r' },
+					      { "bs", required_argument, NULL, 'b' },
+					      { "depth", required_argument, NULL, 'd' },
+					      { "seconds", required_argument, NULL, 's' },
+					      { "size", required_argument, NULL, 'z' },
+					      { "direct", no_argument, NULL, 'D' },
+					      { "engine", required_argument, NULL, 'e' },
+					      { "mix", required_argument, NULL, 'm' },
+					      { "json", no_argument, NULL, 'j' },
+					      { NULL, 0, NULL, 0 } };
+	struct job jobs[JOBS_MAX];
+	struct wait_metric wm;
+	dw_io_config cfg;
+	dw_io_dev_info info;
+	dw_scalable sc;
+	dw_io *io = NULL;
+	dw_io_file *f = NULL;
+	const char *rw = "randread", *mix = NULL, *path;
+	uint64_t bs = 4096, size = DEFAULT_SIZE, depth = 0, seconds = 10, t_start, t_end;
+	dw_io_engine engine = DW_IO_ENGINE_AUTO;
+	bool direct = false, json = false;
+	unsigned njobs = 0, ninit = 0;
+	int c, rc, exit_code = DW_EXIT_ERROR;
+	double elapsed;
+
+	memset(jobs, 0, sizeof(jobs));
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case 'r':
+			rw = optarg;
+			break;
+		case 'b':
+			if (parse_size(optarg, &bs) < 0 || bs > BS_MAX)
+				return dw__usage_error("io", "--bs: a size up to 16M, e.g. 4k");
+			break;
+		case 'd':
+			if (parse_size(optarg, &depth) < 0 || depth > DW_IO_DEPTH_MAX)
+				return dw__usage_error("io", "--depth: 1..%u", DW_IO_DEPTH_MAX);
+			break;
+		case 's':
+			if (parse_size(optarg, &seconds) < 0 || seconds > SECONDS_MAX)
+				return dw__usage_error("io", "--seconds: 1..%u", SECONDS_MAX);
+			break;
+		case 'z':
+			if (parse_size(optarg, &size) < 0)
+				return dw__usage_error("io", "--size: a size, e.g. 1G");
+			break;
+		case 'D':
+			direct = true;
+			break;
+		case 'e':
+			if (dw_io_engine_parse(optarg, &engine) < 0)
+				return dw__usage_error("io", "--engine: auto, io_uring or psync");
+			break;
+		case 'm':
+			mix = optarg;
+			break;
+		case 'j':
+			json = true;
+			break;
+		default:
+			return dw__usage_error("io", "unknown option for 'io bench'");
+		}
+	}
+	if (optind != argc - 1)
+		return dw__usage_error("io", "'io bench' takes one FILE");
+	path = argv[optind];
+
+	if (mix) {
+		char buf[512], *save = NULL, *p;
+
+		if (snprintf(buf, sizeof(buf), "%s", mix) >= (int)sizeof(buf))
+			return dw__usage_error("io", "--mix: too long");
+		for (p = strtok_r(buf, ",", &save); p; p = strtok_r(NULL, ",", &save)) {
+			if (njobs == JOBS_MAX)
+				return dw__usage_error("io", "--mix: at most %d jobs", JOBS_MAX);
+			if (parse_job(p, &jobs[njobs]) < 0)
+				return dw__usage_error("io",
+						       "--mix: '%s' is not TIER:RW:BS:IODEPTH "
+						       "(e.g. high:randread:4k:1)",
+						       p);
+			njobs++;
+		}
+		if (njobs == 0)
+			return dw__usage_error("io", "--mix: no job");
+	} else {
+		char spec[96];
+
+		snprintf(spec, sizeof(spec), "normal:%s:%" PRIu64 ":%" PRIu64, rw, bs,
+			 depth ? depth : 1);
+		if (parse_job(spec, &jobs[0]) < 0)
+			return dw__usage_error("io", "--rw: randread, randwrite, read or write");
+		njobs = 1;
+	}
+	for (unsigned i = 0; i < njobs; i++) {
+		if (jobs[i].bs > size)
+			return dw__usage_error("io", "--size must hold at least one block");
+	}
+
+	rc = lay_out(path, size);
+	if (rc < 0) {
+		fprintf(stderr, "dwscale io bench: %s: %s\n", path, dw_strerror(rc));
+		return rc == -ENOENT ? DW_EXIT_NOTFOUND : DW_EXIT_ERROR;
+	}
+	dw_io_config_default(&cfg);
+	cfg.engine = engine;
+	cfg.depth = (unsigned)depth;
+	rc = dw_io_open(&cfg, &io);
+	if (rc < 0)
+		goto fail;
+	rc = dw_io_file_open(io, path, O_RDWR, 0, direct ? DW_IO_F_DIRECT : 0, &f);
+	if (rc < 0)
+		goto fail;
+	if (direct && !dw_io_file_direct(f))
+		fprintf(stderr,
+			"dwscale io bench: the filesystem refuses O_DIRECT: buffered I/O\n");
+	dw_io_file_info(f, &info);
+
+	for (unsigned i = 0; i < njobs; i++) {
+		struct job *j = &jobs[i];
+		size_t align = dw_io_file_mem_align(f) > 4096 ? dw_io_file_mem_align(f) : 4096;
+
+		j->f = f;
+		j->nblocks = size / j->bs;
+		j->cursor = j->nblocks / njobs * i;
+		j->rng = 0x9e3779b97f4a7c15ULL * (i + 1);
+		pthread_mutex_init(&j->lock, NULL);
+		ninit++;
+		j->slots = dw_calloc(j->qd, sizeof(*j->slots));
+		j->mem = dw_malloc((size_t)j->bs * j->qd + align);
+		if (!j->slots || !j->mem) {
+			rc = -ENOMEM;
+			goto fail;
+		}
+		for (unsigned k = 0; k < j->qd; k++) {
+			uintptr_t base = ((uintptr_t)j->mem + align - 1) & ~(uintptr_t)(align - 1);
+
+			j->slots[k].job = j;
+			j->slots[k].buf = (char *)base + (size_t)k * j->bs;
+			memset(j->slots[k].buf, 0x5a + (int)k, (size_t)j->bs);
+		}
+	}
+
+	atomic_store(&bench_stop, false);
+	t_start = now_ns();
+	atomic_store(&bench_end_ns, t_start + seconds * DW_NS_PER_SEC);
+	for (unsigned i = 0; i < njobs; i++) {
+		for (unsigned k = 0; k < jobs[i].qd; k++) {
+			rc = issue(&jobs[i].slots[k]);
+			if (rc < 0)
+				break;
+		}
+		if (rc < 0)
+			break;
+	}
+	if (rc >= 0) {
+		while (now_ns() < atomic_load(&bench_end_ns))
+			usleep(10000);
+	}
+	atomic_store_explicit(&bench_stop, true, memory_order_release);
+	t_end = now_ns();
+	for (unsigned i = 0; i < njobs; i++) {
+		while (atomic_load_explicit(&jobs[i].outstanding, memory_order_acquire) > 0)
+			usleep(1000);
+	}
+	if (rc < 0)
+		goto fail;
+	elapsed = (double)(t_end - t_start) / 1e9;
+
+	memset(&wm, 0, sizeof(wm));
+	dw_io_scalable(io, &sc);
+	sc.ops->metrics(sc.self, collect_wait, &wm);
+
+	if (json) {
+		cJSON *o = cJSON_CreateObject(), *arr;
+		char *txt;
+
+		cJSON_AddStringToObject(o, "file", path);
+		cJSON_AddStringToObject(o, "device", info.name);
+		cJSON_AddStringToObject(o, "backend", dw_io_engine_name(info.backend));
+		cJSON_AddNumberToObject(o, "depth", info.depth);
+		cJSON_AddBoolToObject(o, "direct", dw_io_file_direct(f));
+		cJSON_AddNumberToObject(o, "seconds", elapsed);
+		arr = cJSON_AddArrayToObject(o, "jobs");
+		for (unsigned i = 0; i < njobs; i++) {
+			struct job *j = &jobs[i];
+			cJSON *jo = cJSON_CreateObject();
+
+			cJSON_AddStringToObject(jo, "tier", dw_io_tier_name(j->tier));
+			cJSON_AddStringToObject(jo, "rw", rw_names[j->rw]);
+			cJSON_AddNumberToObject(jo, "bs", (double)j->bs);
+			cJSON_AddNumberToObject(jo, "iodepth", j->qd);
+			cJSON_AddNumberToObject(jo, "ops", (double)j->ops);
+			cJSON_AddNumberToObject(jo, "iops", (double)j->ops / elapsed);
+			cJSON_AddNumberToObject(jo, "mib_s",
+						(double)j->bytes / elapsed / 1048576.0);
+			cJSON_AddNumberToObject(jo, "lat_p50_us",
+						(double)hist_quantile(j->hist, j->ops, 0.5) / 1e3);
+			cJSON_AddNumberToObject(jo, "lat_p99_us",
+						(double)hist_quantile(j->hist, j->ops, 0.99) / 1e3);
+			cJSON_AddNumberToObject(jo, "lat_p999_us",
+						(double)hist_quantile(j->hist, j->ops, 0.999) /
+							1e3);
+			cJSON_AddNumberToObject(jo, "lat_max_us", (double)j->max_lat / 1e3);
+			cJSON_AddNumberToObject(jo, "longest_wait_us", wm.longest[j->tier] * 1e6);
+			if (j->err)
+				cJSON_AddStringToObject(jo, "error", dw_err_name(j->err));
+			cJSON_AddItemToArray(arr, jo);
+		}
+		txt = cJSON_Print(o);
+		if (txt)
+			printf("%s\n", txt);
+		cJSON_free(txt);
+		cJSON_Delete(o);
+	} else {
+		printf("file %s  device %s  backend %s  depth %u  %s  %.1f s\n", path, info.name,
+		       dw_io_engine_name(info.backend), info.depth,
+		       dw_io_file_direct(f) ? "O_DIRECT" : "buffered", elapsed);
+		printf("%-7s %-10s %6s %5s %10s %9s %9s %9s %9s %11s\n", "tier", "rw", "bs", "qd",
+		       "IOPS", "MiB/s", "p50 us", "p99 us", "p99.9 us", "max wait us");
+		for (unsigned i = 0; i < njobs; i++) {
+			struct job *j = &jobs[i];
+
+			printf("%-7s %-10s %6" PRIu64
+			       " %5u %10.0f %9.1f %9.0f %9.0f %9.0f %11.0f\n",
+			       dw_io_tier_name(j->tier), rw_names[j->rw], j->bs, j->qd,
+			       (double)j->ops / elapsed, (double)j->bytes / elapsed / 1048576.0,
+			       (double)hist_quantile(j->hist, j->ops, 0.5) / 1e3,
+			       (double)hist_quantile(j->hist, j->ops, 0.99) / 1e3,
+			       (double)hist_quantile(j->hist, j->ops, 0.999) / 1e3,
+			       wm.longest[j->tier] * 1e6);
+			if (j->err)
+				printf("        error: %s\n", dw_strerror(j->err));
+		}
+	}
+	exit_code = DW_EXIT_OK;
+	for (unsigned i = 0; i < njobs; i++) {
+		if (jobs[i].err)
+			exit_code = DW_EXIT_ERROR;
+	}
+	rc = 0;
+fail:
+	if (rc < 0) {
+		fprintf(stderr, "dwscale io bench: %s: %s\n", path, dw_strerror(rc));
+		exit_code = DW_EXIT_ERROR;
+	}
+	dw_io_file_close(f);
+	dw_io_close(io);
+	for (unsigned i = 0; i < njobs; i++) {
+		if (i < ninit)
+			pthread_mutex_destroy(&jobs[i].lock);
+		dw_free(jobs[i].slots);
+		dw_free(jobs[i].mem);
+	}
+	return exit_code;
+}
+
+int dw__cmd_io(int argc, char **argv)
+{
+	/* The device line the library logs at info level would only repeat the output. */
+	if (dw_log_get_level() == DW_LOG_INFO)
+		dw_log_set_level(DW_LOG_WARN);
+	if (argc < 2)
+		return dw__usage_error("io", "missing verb: probe or bench");
+	if (strcmp(argv[1], "probe") == 0)
+		return cmd_probe(argc - 1, argv + 1);
+	if (strcmp(argv[1], "bench") == 0)
+		return cmd_bench(argc - 1, argv + 1);
+	return dw__usage_error("io", "unknown verb '%s': probe or bench", argv[1]);
+}

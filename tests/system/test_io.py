@@ -1,0 +1,82 @@
+# SPDX-License-Identifier: MIT
+"""`dwscale io probe` and `dwscale io bench` run as a user would: output, JSON, errors."""
+import json
+import os
+
+from conftest import run
+
+
+def test_probe_text_and_json(dwscale_bin, tmp_path):
+    p = run(dwscale_bin, "io", "probe", str(tmp_path))
+    assert p.returncode == 0, p.stderr
+    for word in ("device", "class", "depth", "io_uring", "O_DIRECT"):
+        assert word in p.stdout
+    j = json.loads(run(dwscale_bin, "io", "probe", str(tmp_path), "--json").stdout)
+    assert j["path"] == str(tmp_path)
+    assert j["class"] in ("unknown", "hdd", "ssd", "nvme")
+    assert j["depth"] == {"nvme": 128, "ssd": 32, "hdd": 8, "unknown": 32}[j["class"]]
+    assert j["depth_why"] == "class " + j["class"]
+    if j["io_uring"]["available"]:
+        assert j["backend"] == "io_uring" and j["io_uring"]["errno"] is None
+    else:
+        assert j["backend"] == "psync" and j["io_uring"]["errno"].startswith("E")
+    if j["direct"]["available"]:
+        assert j["direct"]["off_align"] >= 512
+
+
+def test_probe_errors(dwscale_bin, tmp_path):
+    p = run(dwscale_bin, "io", "probe", str(tmp_path / "missing"))
+    assert p.returncode == 3
+    assert "No such file" in p.stderr
+    assert run(dwscale_bin, "io", "probe").returncode == 2
+    assert run(dwscale_bin, "io", "frob").returncode == 2
+    assert run(dwscale_bin, "io").returncode == 2
+    h = run(dwscale_bin, "io", "--help")
+    assert h.returncode == 0 and "--mix SPEC" in h.stdout
+
+
+def test_bench_single_job_json(dwscale_bin, tmp_path):
+    f = tmp_path / "bench.dat"
+    p = run(dwscale_bin, "io", "bench", str(f), "--size", "8M", "--seconds", "1",
+            "--rw", "randwrite", "--bs", "4k", "--depth", "4", "--engine", "psync", "--json")
+    assert p.returncode == 0, p.stderr
+    j = json.loads(p.stdout)
+    assert j["backend"] == "psync" and j["depth"] == 4
+    assert os.path.getsize(f) == 8 << 20
+    (job,) = j["jobs"]
+    assert job["tier"] == "normal" and job["rw"] == "randwrite" and job["iodepth"] == 4
+    assert job["ops"] > 0 and job["iops"] > 0
+    assert job["lat_p50_us"] <= job["lat_p99_us"] <= job["lat_p999_us"]
+    assert "error" not in job
+
+
+def test_bench_mix_runs_every_tier(dwscale_bin, tmp_path):
+    f = tmp_path / "mix.dat"
+    p = run(dwscale_bin, "io", "bench", str(f), "--size", "16M", "--seconds", "1", "--mix",
+            "high:randread:4k:1,normal:randwrite:8k:2,low:read:64k:4", "--json")
+    assert p.returncode == 0, p.stderr
+    jobs = json.loads(p.stdout)["jobs"]
+    assert [x["tier"] for x in jobs] == ["high", "normal", "low"]
+    assert [x["bs"] for x in jobs] == [4096, 8192, 65536]
+    for x in jobs:
+        assert x["ops"] > 0, x
+    # text output has one row per job
+    t = run(dwscale_bin, "io", "bench", str(f), "--size", "16M", "--seconds", "1", "--mix",
+            "high:randread:4k:1,low:read:64k:2")
+    assert t.returncode == 0, t.stderr
+    assert "p99.9 us" in t.stdout
+    assert len([ln for ln in t.stdout.splitlines() if ln.startswith(("high", "low"))]) == 2
+
+
+def test_bench_bad_arguments(dwscale_bin, tmp_path):
+    f = str(tmp_path / "x.dat")
+    for args in (["--mix", "urgent:randread:4k:1"], ["--mix", "high:randread:4k"],
+                 ["--rw", "trim"], ["--bs", "0"], ["--depth", "5000"], ["--engine", "aio"],
+                 ["--size", "1k", "--bs", "4k"]):
+        p = run(dwscale_bin, "io", "bench", f, *args)
+        assert p.returncode == 2, (args, p.stderr)
+        assert p.stderr.strip(), args
+    # nothing was created for a refused command line
+    assert not os.path.exists(f)
+    p = run(dwscale_bin, "io", "bench", str(tmp_path / "no" / "dir.dat"), "--seconds", "1")
+    assert p.returncode == 3
