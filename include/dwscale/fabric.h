@@ -238,6 +238,26 @@ void dw_fabric_get_stats(dw_fabric *f, dw_fabric_stats *out);
 
 /* ---- UDP transport ------------------------------------------------------------------------- */
 
+/*
+ * One IPv4 UDP socket driving one node. drop_rate (0..1) discards that share of datagrams in
+ * and out, for loss tests (seeded by seed). Used by one thread.
+ */
+typedef struct dw_fabric_udp dw_fabric_udp;
+
+int dw_fabric_udp_open(const dw_fabric_addr *bind_addr, double drop_rate, uint64_t seed,
+		       dw_fabric_udp **out);
+void dw_fabric_udp_close(dw_fabric_udp *u);
+/* The transport to put in dw_fabric_config before dw_fabric_open(). */
+dw_fabric_transport dw_fabric_udp_transport(dw_fabric_udp *u);
+int dw_fabric_udp_fd(dw_fabric_udp *u);
+/* Datagrams discarded by the drop rate, both ways. */
+uint64_t dw_fabric_udp_dropped(dw_fabric_udp *u);
+/* Feed every datagram waiting on the socket to f; returns how many, or a negative code. */
+int dw_fabric_udp_pump(dw_fabric_udp *u, dw_fabric *f);
+/* Tick and pump until *stop is true (checked at least every 100 ms). */
+int dw_fabric_udp_run(dw_fabric_udp *u, dw_fabric *f, const _Atomic bool *stop,
+		      const dw_clock *clock);
+
 /* ---- simulator ----------------------------------------------------------------------------- */
 
 /*

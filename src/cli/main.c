@@ -103,6 +103,24 @@ const struct dw__cmd dw__commands[] = {
 	  "  --depth N   scheduler depth (default: by device class) and the job's iodepth\n"
 	  "  --mix SPEC  several jobs at once, TIER:RW:BS:IODEPTH separated by commas, e.g.\n"
 	  "              high:randread:4k:1,low:read:128k:32\n" },
+	{ "fabric", dw__cmd_fabric, "heartbeat membership: keygen, agent, members, sim",
+	  "usage: dwscale fabric keygen [-o FILE]\n"
+	  "       dwscale fabric agent --bind ADDR:PORT --key-file F [--join ADDR:PORT,...]\n"
+	  "                            [--topology star|mesh|federated] [--mode auto|recommend]\n"
+	  "                            [--interval DUR] [--missed K] [--node-id ID]\n"
+	  "                            [--http ADDR:PORT] [--drop-rate P]\n"
+	  "       dwscale fabric members --agent URL [--json]\n"
+	  "       dwscale fabric sim --nodes N [--topology T] [--mode M] [--seconds S]\n"
+	  "                          [--interval DUR] [--missed K] [--loss P] [--kill K]\n"
+	  "                          [--pause K:DUR] [--restart K] [--grow-to N] [--seed S] [--json]\n"
+	  "\n"
+	  "keygen prints a cluster key line (or writes FILE, mode 0600); a key file holds one key\n"
+	  "per line, the first is used to send, all are accepted. agent runs one node over UDP and\n"
+	  "prints membership events as JSON lines; --http serves GET /v1/fabric/nodes and\n"
+	  "/v1/fabric/events; --drop-rate drops that share of packets both ways (for tests).\n"
+	  "members prints an agent's view. sim runs the deterministic simulator (same seed, same\n"
+	  "trace hash) and prints detection times, false removals, messages per node per interval\n"
+	  "by role, convergence and switches.\n" },
 	{ "help", dw__cmd_help, "show help for dwscale or one command",
 	  "usage: dwscale help [COMMAND]\n" },
 	{ NULL, NULL, NULL, NULL },

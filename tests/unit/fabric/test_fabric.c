@@ -222,6 +222,36 @@ static void test_join_and_events(void **state)
 	close_all(net);
 }
 
+/* The joiner with the lowest id becomes the coordinator that later joins are sent to. */
+static void test_join_lowest_id_coordinator(void **state)
+{
+	struct net *net = new_net();
+	dw_fabric_keyring ring;
+	struct node *a, *b, *c;
+	dw_fabric_member ms[8];
+	size_t n;
+
+	(void)state;
+	key(&ring, 1, 0x11);
+	a = add_node(net, 300, 1, &ring, NULL, DW_FABRIC_MODE_AUTO);
+	b = add_node(net, 100, 1, &ring, NULL, DW_FABRIC_MODE_AUTO);
+	c = add_node(net, 200, 1, &ring, NULL, DW_FABRIC_MODE_AUTO);
+	dw_fabric_join(a->f, NULL, 0);
+	dw_fabric_join(b->f, &a->addr, 1);
+	dw_fabric_join(c->f, &a->addr, 1);
+	pump(net, 3000);
+	for (size_t i = 0; i < 3; i++) {
+		assert_int_equal(dw_fabric_cluster_size(net->nodes[i].f), 3);
+		assert_int_equal(dw_fabric_members(net->nodes[i].f, ms, 8, &n), 0);
+		assert_int_equal(n, 3);
+		/* two others added, never itself */
+		assert_int_equal(net->nodes[i].added, 2);
+	}
+	(void)b;
+	(void)c;
+	close_all(net);
+}
+
 static void test_wrong_key_refused(void **state)
 {
 	struct net *net = new_net();
@@ -467,6 +497,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_join_and_events),
+		cmocka_unit_test(test_join_lowest_id_coordinator),
 		cmocka_unit_test(test_wrong_key_refused),
 		cmocka_unit_test(test_replay_and_tamper),
 		cmocka_unit_test(test_join_refused_when_full),
