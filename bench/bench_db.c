@@ -712,8 +712,9 @@ static int pg_fixture(const char *uri, uint64_t n, struct result *r)
 		 (unsigned long long)(n - 1));
 	rc = pg_exec(c, sql, r, "pg fixture");
 	if (rc == 0)
-		rc = pg_exec(c, "VACUUM ANALYZE dw_objects; VACUUM ANALYZE dw_counts", r,
-			     "pg fixture vacuum");
+		rc = pg_exec(c, "VACUUM ANALYZE dw_objects", r, "pg fixture vacuum");
+	if (rc == 0) /* one statement per call: VACUUM refuses an implicit transaction block */
+		rc = pg_exec(c, "VACUUM ANALYZE dw_counts", r, "pg fixture vacuum");
 out:
 	PQfinish(c);
 	return rc;
@@ -1111,16 +1112,16 @@ static int bench_list(const struct strat *s)
 	if (in_child(child_list, &la, &r) < 0)
 		return -1;
 	ratio = r.x[1] / r.x[0];
-	printf("  walked %.0f pages of %d by token in %.1f s; query cache off unless noted; "
-	       "median of %d calls\n",
-	       r.x[5], PAGE_LIMIT, r.x[4], o.list_runs);
+	printf("  reached page N = %.0f (limit %d) by walking %.0f tokens in %.1f s; query cache "
+	       "off "
+	       "unless noted; median of %d calls each, interleaved\n",
+	       r.x[5], PAGE_LIMIT, r.x[5] - 1, r.x[4], o.list_runs);
 	printf("  %-44s %8.3f ms\n", "page 1 (dw_db_list)", r.x[0] * 1e3);
 	printf("  %-44s %8.3f ms  ratio %.2fx (goal <= 2x) %s\n", "page N by saved token",
 	       r.x[1] * 1e3, ratio, verdict(ratio <= 2.0));
-	printf("  %-44s %8.3f ms  (%.1fx page 1)\n", "page N by SQL OFFSET (peer)", r.x[2] * 1e3,
-	       r.x[2] / r.x[0]);
+	printf("  %-44s %8.3f ms  (%.1fx page 1)\n", "page N by SQL ... LIMIT 100 OFFSET (N-1)*100",
+	       r.x[2] * 1e3, r.x[2] / r.x[0]);
 	printf("  %-44s %8.3f ms  (info)\n", "page N by token, query cache on (hit)", r.x[7] * 1e3);
-	printf("  (page N = %.0f, OFFSET %.0f)\n", r.x[5], (r.x[5] - 1) * PAGE_LIMIT);
 	printf("  %-44s %8.4f ms  p99 %.4f ms  goal <= 0.1 ms  %s  (= %.0f)\n",
 	       "dw_db_count total, median of 10001", r.x[3] * 1e3, r.x[8] * 1e3,
 	       verdict(r.x[3] <= 1e-4), r.x[6]);
