@@ -177,6 +177,13 @@ int dw_db_lister_open(dw_db *db, const char *strategy, const void *prefix, size_
 int dw_db_lister_next(dw_db_lister *l, const dw_db_object **o);
 void dw_db_lister_close(dw_db_lister *l);
 
+/*
+ * Streaming get of the bytes from offset to the end (for HTTP Range). Not checked against the
+ * SHA-256 (that covers the whole object); DW_ELIMIT if offset > size.
+ */
+int dw_db_get_range(dw_db *db, const char *strategy, const void *key, size_t klen, uint64_t offset,
+		    dw_db_object *info, dw_bbuf **out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -33,7 +33,8 @@ struct dw_db_reader {
 	uint8_t *row;
 	size_t row_len, row_off;
 	EVP_MD_CTX *md;
-	int err; /* sticky */
+	size_t skip; /* bytes of the first row to skip (ranged reads) */
+	int err;     /* sticky */
 };
 
 _Thread_local char dw__db_err[768];
@@ -763,7 +764,10 @@ static ssize_t reader_read(void *ctx, void *buf, size_t len)
 
 		if (rc <= 0)
 			return rc;
-		r->row_off = 0;
+		r->row_off = r->skip < r->row_len ? r->skip : r->row_len;
+		r->skip = 0;
+		if (r->row_off == r->row_len)
+			return reader_read(ctx, buf, len);
 	}
 	n = r->row_len - r->row_off;
 	if (n > len)
@@ -778,8 +782,8 @@ static void reader_source_close(void *ctx)
 	dw_db_reader_close(ctx);
 }
 
-int dw_db_get(dw_db *db, const char *strategy, const void *key, size_t klen, dw_db_object *info,
-	      dw_bbuf **out)
+static int get_from(dw_db *db, const char *strategy, const void *key, size_t klen, uint64_t offset,
+		    bool ranged, dw_db_object *info, dw_bbuf **out)
 {
 	dw_db_reader *r;
 	dw_bbuf_config bc;
@@ -790,6 +794,22 @@ int dw_db_get(dw_db *db, const char *strategy, const void *key, size_t klen, dw_
 	rc = dw_db_reader_open(db, strategy, key, klen, info, &r);
 	if (rc < 0)
 		return rc;
+	if (ranged) {
+		if (offset > r->info.size) {
+			snprintf(tls_err, sizeof(tls_err), "db: offset %llu is past the end (%llu)",
+				 (unsigned long long)offset, (unsigned long long)r->info.size);
+			dw_db_reader_close(r);
+			if (info)
+				dw_db_object_clear(info);
+			return DW_ELIMIT;
+		}
+		/* Every row but the last is full (a put fills rows completely). */
+		r->seq = offset / DW__DB_ROW_MAX;
+		r->skip = (size_t)(offset % DW__DB_ROW_MAX);
+		r->delivered = r->seq * DW__DB_ROW_MAX;
+		EVP_MD_CTX_free(r->md);
+		r->md = NULL;
+	}
 	src.read = reader_read;
 	src.close = reader_source_close;
 	src.ctx = r;
@@ -801,4 +821,16 @@ int dw_db_get(dw_db *db, const char *strategy, const void *key, size_t klen, dw_
 	if (rc < 0 && info)
 		dw_db_object_clear(info);
 	return rc;
+}
+
+int dw_db_get(dw_db *db, const char *strategy, const void *key, size_t klen, dw_db_object *info,
+	      dw_bbuf **out)
+{
+	return get_from(db, strategy, key, klen, 0, false, info, out);
+}
+
+int dw_db_get_range(dw_db *db, const char *strategy, const void *key, size_t klen, uint64_t offset,
+		    dw_db_object *info, dw_bbuf **out)
+{
+	return get_from(db, strategy, key, klen, offset, true, info, out);
 }

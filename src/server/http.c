@@ -35,13 +35,15 @@
 #define HTTP_CONN_MEMORY	(64u << 10)
 
 struct req {
+	struct dw__objreq *obj; /* object routes stream their bodies (objects.c) */
+	bool is_obj;
 	struct dw__sbuf body;
 	bool has_body;
 	bool too_big;	/* over max_body: drop the rest, answer 413 */
 	bool responded; /* a reply was queued early */
 };
 
-static void count_status(struct dw__server *s, int status)
+void dw__http_count(struct dw__server *s, int status)
 {
 	int cls = status / 100 - 1;
 
@@ -53,8 +55,8 @@ static void count_status(struct dw__server *s, int status)
 		atomic_fetch_add_explicit(&s->auth_failures, 1, memory_order_relaxed);
 }
 
-static enum MHD_Result send_reply(struct dw__server *s, struct MHD_Connection *c,
-				  struct dw__reply *r)
+enum MHD_Result dw__http_send_reply(struct dw__server *s, struct MHD_Connection *c,
+				    struct dw__reply *r)
 {
 	struct MHD_Response *resp;
 	enum MHD_Result ret;
@@ -82,7 +84,7 @@ static enum MHD_Result send_reply(struct dw__server *s, struct MHD_Connection *c
 	ret = MHD_queue_response(c, (unsigned)r->status, resp);
 	MHD_destroy_response(resp);
 	if (ret == MHD_YES)
-		count_status(s, r->status);
+		dw__http_count(s, r->status);
 	return ret;
 }
 
@@ -94,7 +96,7 @@ static enum MHD_Result reply_error(struct dw__server *s, struct MHD_Connection *
 
 	dw__sb_init(&r.body, 4096);
 	dw__reply_error(&r, status, name, "%s", msg);
-	ret = send_reply(s, c, &r);
+	ret = dw__http_send_reply(s, c, &r);
 	dw__sb_free(&r.body);
 	return ret;
 }
@@ -146,8 +148,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		dw__sb_init(&r->body, s->max_body);
 		*con_cls = r;
 		atomic_fetch_add_explicit(&s->in_flight, 1, memory_order_relaxed);
+		if (dw__objects_match(url)) {
+			/* Object bodies are streamed, not capped by max_body. */
+			r->is_obj = true;
+			return dw__objects_request(s, c, url, method, upload_data, upload_data_size,
+						   &r->obj);
+		}
 		return on_headers(s, c, r);
 	}
+	if (r->is_obj)
+		return dw__objects_request(s, c, url, method, upload_data, upload_data_size,
+					   &r->obj);
 	if (*upload_data_size) {
 		size_t n = *upload_data_size;
 
@@ -181,7 +192,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		dw_log(DW_LOG_DEBUG, "http", "request", "method=%s path=%s status=%d bytes=%zu",
 		       method, dw_log_quote(url, q, sizeof(q)), rep.status, rep.body.len);
 	}
-	ret = send_reply(s, c, &rep);
+	ret = dw__http_send_reply(s, c, &rep);
 	dw__sb_free(&rep.body);
 	return ret;
 }
@@ -194,6 +205,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 
 	if (!r)
 		return;
+	dw__objects_completed(r->obj);
 	dw__sb_free(&r->body);
 	dw_free(r);
 	*con_cls = NULL;

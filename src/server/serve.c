@@ -34,6 +34,7 @@
 #include "dwscale/cache.h"
 #include "dwscale/config.h"
 #include "dwscale/core.h"
+#include "dwscale/db.h"
 #include "dwscale/scalable.h"
 #include "dwscale/store.h"
 #include "dwscale/token.h"
@@ -53,6 +54,7 @@ struct serve_opts {
 	size_t cache_max_entries;
 	size_t cache_max_bytes;
 	uint64_t cache_ttl_ms;
+	char db_strategies[2048]; /* [db] strategies: NAME=URI, ... ("" = SQLite in data) */
 };
 
 static int fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -177,6 +179,7 @@ static const char *const known_sections[] = { "server", "log",	  "cache",  "stor
 static const char *const server_keys[] = { "listen", "data", "max_body", "admin_token_file", NULL };
 static const char *const log_keys[] = { "level", NULL };
 static const char *const cache_keys[] = { "max_entries", "max_bytes", "ttl", NULL };
+static const char *const db_keys[] = { "strategies", NULL };
 
 static int copy_value(const dw_config *cfg, const char *section, const char *key, char *out,
 		      size_t cap, char *err, size_t errlen)
@@ -211,6 +214,11 @@ static int load_config(const char *path, struct serve_opts *o)
 		rc = dw_config_check_keys(cfg, "log", log_keys, err, sizeof(err));
 	if (rc == 0)
 		rc = dw_config_check_keys(cfg, "cache", cache_keys, err, sizeof(err));
+	if (rc == 0)
+		rc = dw_config_check_keys(cfg, "db", db_keys, err, sizeof(err));
+	if (rc == 0)
+		rc = copy_value(cfg, "db", "strategies", o->db_strategies, sizeof(o->db_strategies),
+				err, sizeof(err));
 	if (rc == 0)
 		rc = copy_value(cfg, "server", "listen", o->listen, sizeof(o->listen), err,
 				sizeof(err));
@@ -261,6 +269,40 @@ out:
 	return 0;
 }
 
+/*
+ * Database storage: the [db] strategies (NAME=URI, separated by commas or spaces), else one
+ * SQLite strategy "main" at DATA/objects.db. Listing tokens are signed with the node's token
+ * secret; listing pages are cached with write-through to the node's store.
+ */
+static int open_db(const struct serve_opts *o, dw_token_keyring *kr, dw_store *store, dw_db **out,
+		   char *err, size_t errlen)
+{
+	char specs[sizeof(o->db_strategies)], fallback[PATH_MAX + 32], *save = NULL;
+	dw_db_config dc;
+
+	dw_db_config_default(&dc);
+	dc.tokens = kr;
+	dc.cache_store = store;
+	snprintf(specs, sizeof(specs), "%s", o->db_strategies);
+	for (char *t = strtok_r(specs, ", \t", &save); t; t = strtok_r(NULL, ", \t", &save)) {
+		if (dc.n_strategies == DW_DB_STRATEGIES_MAX) {
+			snprintf(err, errlen, "[db] strategies: more than %d",
+				 DW_DB_STRATEGIES_MAX);
+			return DW_ECONFIG;
+		}
+		dc.strategies[dc.n_strategies++] = t;
+	}
+	if (dc.n_strategies == 0) {
+		if (snprintf(fallback, sizeof(fallback), "main=sqlite:%s/objects.db", o->data) >=
+		    (int)sizeof(fallback)) {
+			snprintf(err, errlen, "data directory path is too long");
+			return DW_ECONFIG;
+		}
+		dc.strategies[dc.n_strategies++] = fallback;
+	}
+	return dw_db_open(&dc, out, err, errlen);
+}
+
 static void *cjson_malloc(size_t n)
 {
 	return dw_malloc(n);
@@ -290,6 +332,8 @@ int dw__cmd_serve(int argc, char **argv)
 	dw_cache *cache = NULL;
 	dw_cache_config ccfg;
 	bool cache_registered = false;
+	dw_db *db = NULL;
+	bool db_registered = false;
 
 	/* Block the stop signals first: MHD's threads inherit the mask, so the signals are only
 	 * ever taken by sigwait() below, and one that arrives during start-up waits there. */
@@ -417,6 +461,19 @@ int dw__cmd_serve(int argc, char **argv)
 	}
 	cache_registered = true;
 
+	rc = open_db(&o, kr, store, &db, err, sizeof(err));
+	if (rc < 0) {
+		ret = fail(rc == DW_ECONFIG ? DW_EXIT_USAGE : DW_EXIT_UNREACHABLE, "%s", err);
+		goto out;
+	}
+	rc = dw_registry_add(srv->reg, dw_db_scalable(db));
+	if (rc < 0) {
+		ret = fail(DW_EXIT_ERROR, "cannot register the db subsystem: %s", dw_strerror(rc));
+		goto out;
+	}
+	db_registered = true;
+	srv->db = db;
+
 	dw_log(DW_LOG_INFO, "serve", "admin_token", "file=%s created=%s",
 	       dw_log_quote(o.admin_token_file, q, sizeof(q)), created ? "yes" : "no");
 	rc = dw__http_start(srv, &ss, sslen, SERVE_THREADS, &mhd);
@@ -453,6 +510,9 @@ int dw__cmd_serve(int argc, char **argv)
 out:
 	if (mhd)
 		dw__http_stop(srv, mhd, 0);
+	if (db_registered)
+		dw_registry_remove(srv->reg, dw_db_scalable(db)->name);
+	dw_db_close(db);
 	if (cache_registered)
 		dw_registry_remove(srv->reg, dw_cache_scalable(cache)->name);
 	dw_cache_close(cache);

@@ -17,6 +17,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <microhttpd.h>
+
 #include "cli/cli.h"
 #include "dwscale/scalable.h"
 
@@ -28,8 +30,12 @@
 /* Status classes counted for dwscale_http_requests_total{code="2xx"}: index status / 100 - 1. */
 #define DW_SERVER_STATUS_CLASSES 5
 
+struct dw__objreq;
+struct MHD_Connection;
+
 struct dw__server {
 	dw_registry *reg;
+	struct dw_db *db; /* database storage behind /v1/objects; NULL if it failed to open */
 	char admin_token[DW_SERVER_TOKEN_MAX + 1];
 	size_t admin_token_len;
 	size_t max_body;
@@ -57,6 +63,18 @@ int dw__http_start(struct dw__server *s, const void *addr, size_t addrlen, unsig
 void dw__http_stop(struct dw__server *s, struct MHD_Daemon *d, int grace_ms);
 /* Port the daemon is bound to (useful with port 0). */
 int dw__http_port(struct MHD_Daemon *d);
+/* Queue a built reply (and count it); returns an MHD_Result. */
+enum MHD_Result dw__http_send_reply(struct dw__server *s, struct MHD_Connection *c,
+				    struct dw__reply *r);
+/* Count a reply queued by other means in dwscale_http_requests_total. */
+void dw__http_count(struct dw__server *s, int status);
+
+/* objects.c: /v1/objects and /v1/db/health, streamed (see the file's header). */
+bool dw__objects_match(const char *url);
+enum MHD_Result dw__objects_request(struct dw__server *s, struct MHD_Connection *c, const char *url,
+				    const char *method, const char *upload, size_t *upload_size,
+				    struct dw__objreq **state);
+void dw__objects_completed(struct dw__objreq *o);
 
 /* routes.c: dispatch one complete request. body may be NULL (no body). auth is the raw
  * Authorization header or NULL. Always fills r (never fails: errors become JSON replies). */
