@@ -1,0 +1,259 @@
+# SPDX-License-Identifier: MIT
+"""System tests for `dwscale fabric`: keygen, the simulator, and real agents on loopback.
+
+The agent tests start 20 agents on 127.0.0.1..20 with H = 1 s and K = 3, so a removal must come
+between K*H - H (the victim's last heartbeat may precede the kill by up to H) and K*H + H/2 after
+a kill -9; the upper bound gets one extra second for process scheduling on a loaded machine.
+"""
+import json
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import run
+
+H = 1.0
+K = 3
+N_AGENTS = 20
+
+
+def free_udp_base(count):
+    """A port P such that P..P+count-1 look free on 127.0.0.1 (UDP)."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind(("127.0.0.1", 0))
+            base = s.getsockname()[1]
+        if base + count < 65000:
+            return base
+    raise RuntimeError("no free port range")
+
+
+def free_tcp_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Agent:
+    def __init__(self, dwscale_bin, idx, port, key_file, node_id, join=None, http=None,
+                 extra=()):
+        self.idx = idx
+        self.addr = f"127.0.0.{idx}:{port}"
+        self.node_id = node_id
+        self.http = http
+        args = [dwscale_bin, "fabric", "agent", "--bind", self.addr, "--key-file", key_file,
+                "--interval", f"{H}s", "--missed", str(K), "--node-id", str(node_id)]
+        if join:
+            args += ["--join", join]
+        if http:
+            args += ["--http", http]
+        args += list(extra)
+        self.events = []
+        self.lock = threading.Lock()
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                     text=True)
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            try:
+                ev = json.loads(line)
+            except ValueError:
+                continue
+            ev["_at"] = time.monotonic()
+            with self.lock:
+                self.events.append(ev)
+
+    def ids(self, kind):
+        with self.lock:
+            return [int(e["member"]["id"], 16) for e in self.events
+                    if e["event"] == kind and "member" in e]
+
+    def first(self, kind, node_id, after=0.0):
+        with self.lock:
+            for e in self.events:
+                if (e["event"] == kind and "member" in e and e["_at"] >= after
+                        and int(e["member"]["id"], 16) == node_id):
+                    return e
+        return None
+
+    def members(self):
+        """Live members by this agent's events (added minus removed, by id)."""
+        live = set()
+        with self.lock:
+            for e in self.events:
+                if "member" not in e:
+                    continue
+                mid = int(e["member"]["id"], 16)
+                if e["event"] == "added":
+                    live.add(mid)
+                elif e["event"] == "removed":
+                    live.discard(mid)
+        return live
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def wait_until(pred, timeout, step=0.1):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(step)
+    return pred()
+
+
+@pytest.fixture
+def key_file(dwscale_bin, tmp_path):
+    path = tmp_path / "fabric.key"
+    r = run(dwscale_bin, "fabric", "keygen", "-o", str(path))
+    assert r.returncode == 0, r.stderr
+    return str(path)
+
+
+@pytest.fixture
+def cluster(dwscale_bin, key_file):
+    base = free_udp_base(N_AGENTS + 10)
+    http = f"127.0.0.1:{free_tcp_port()}"
+    agents = []
+    try:
+        first = Agent(dwscale_bin, 1, base, key_file, node_id=1000, http=http)
+        agents.append(first)
+        time.sleep(0.3)
+        for i in range(2, N_AGENTS + 1):
+            agents.append(Agent(dwscale_bin, i, base + i, key_file, node_id=1000 + i,
+                                join=first.addr))
+        ids = {a.node_id for a in agents}
+        ok = wait_until(lambda: all(a.members() == ids - {a.node_id} for a in agents), 30)
+        assert ok, "the 20 agents did not all see each other"
+        yield {"agents": agents, "base": base, "http": http, "key": key_file}
+    finally:
+        for a in agents:
+            a.stop(signal.SIGKILL)
+
+
+def test_keygen(dwscale_bin, tmp_path):
+    r = run(dwscale_bin, "fabric", "keygen")
+    assert r.returncode == 0
+    kid, secret = r.stdout.split()
+    assert int(kid) > 0 and len(secret) == 64
+    int(secret, 16)
+    path = tmp_path / "k"
+    r = run(dwscale_bin, "fabric", "keygen", "-o", str(path))
+    assert r.returncode == 0
+    assert os.stat(path).st_mode & 0o777 == 0o600
+    assert len(path.read_text().split()) == 2
+
+
+def sim(dwscale_bin, *args):
+    r = run(dwscale_bin, "fabric", "sim", "--json", *args, timeout=300)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def test_sim_deterministic(dwscale_bin):
+    args = ("--nodes", "40", "--topology", "star", "--seconds", "900", "--loss", "0.1",
+            "--kill", "2", "--restart", "1", "--seed", "7")
+    a = sim(dwscale_bin, *args)
+    b = sim(dwscale_bin, *args)
+    assert a["trace_hash"] == b["trace_hash"]
+    assert a["packets"] == b["packets"]
+    c = sim(dwscale_bin, *args[:-1], "8")
+    assert c["trace_hash"] != a["trace_hash"]
+
+
+def test_sim_detection_and_loss(dwscale_bin):
+    for topo, n in (("mesh", 30), ("star", 60), ("federated", 300)):
+        r = sim(dwscale_bin, "--nodes", str(n), "--topology", topo, "--seconds", "1800",
+                "--loss", "0.1", "--kill", "2")
+        assert r["false_removals"] == 0, (topo, r)
+        d = r["detection_s"]
+        assert d["count"] > 0 and d["outside_window"] == 0 and d["missed"] == 0, (topo, r)
+        assert 45.0 <= d["min"] and d["max"] <= 52.5, (topo, r)
+
+
+def test_sim_usage_errors(dwscale_bin):
+    r = run(dwscale_bin, "fabric", "sim", "--nodes", "3", "--kill", "4")
+    assert r.returncode == 2
+    r = run(dwscale_bin, "fabric", "sim", "--loss", "1.5")
+    assert r.returncode == 2
+    r = run(dwscale_bin, "fabric", "sim", "--topology", "ring")
+    assert r.returncode == 2
+    r = run(dwscale_bin, "fabric", "frobnicate")
+    assert r.returncode == 2
+    r = run(dwscale_bin, "fabric", "agent", "--bind", "127.0.0.1:1")
+    assert r.returncode == 2  # no key file
+
+
+def test_agents_kill_pause_restart(dwscale_bin, cluster):
+    agents = cluster["agents"]
+
+    # members through the HTTP endpoint of the first agent
+    r = run(dwscale_bin, "fabric", "members", "--agent", f"http://{cluster['http']}", "--json")
+    assert r.returncode == 0, r.stderr
+    view = json.loads(r.stdout)
+    assert view["cluster_size"] == N_AGENTS
+    assert len(view["nodes"]) == N_AGENTS
+
+    # SIGSTOP shorter than (K-1)*H: nobody removes the paused agent
+    paused = agents[4]
+    t0 = time.monotonic()
+    paused.proc.send_signal(signal.SIGSTOP)
+    time.sleep(1.5)
+    paused.proc.send_signal(signal.SIGCONT)
+    time.sleep(K * H + 2)
+    for a in agents:
+        assert a.first("removed", paused.node_id, after=t0) is None, a.idx
+
+    # kill -9: every survivor removes the victim inside the window
+    victim = agents[7]
+    t_kill = time.monotonic()
+    victim.proc.kill()
+    victim.proc.wait()
+    survivors = [a for a in agents if a is not victim]
+    assert wait_until(lambda: all(a.first("removed", victim.node_id, t_kill)
+                                  for a in survivors), K * H + 10)
+    for a in survivors:
+        dt = a.first("removed", victim.node_id, t_kill)["_at"] - t_kill
+        assert (K - 1) * H - 0.05 <= dt <= K * H + H / 2 + 1.0, (a.idx, dt)
+
+    # restart with the same id: it rejoins with a newer generation everywhere
+    time.sleep(0.3)
+    t_restart = time.monotonic()
+    again = Agent(dwscale_bin, victim.idx, cluster["base"] + victim.idx, cluster["key"],
+                  node_id=victim.node_id, join=agents[0].addr)
+    agents[7] = again
+    assert wait_until(lambda: all(a.first("added", victim.node_id, t_restart)
+                                  for a in survivors), 15)
+    assert wait_until(lambda: again.members() == {a.node_id for a in survivors}, 15)
+
+
+def test_wrong_key_refused(dwscale_bin, cluster, tmp_path):
+    agents = cluster["agents"]
+    bad_key = tmp_path / "other.key"
+    assert run(dwscale_bin, "fabric", "keygen", "-o", str(bad_key)).returncode == 0
+    intruder = Agent(dwscale_bin, 30, cluster["base"] + 30, str(bad_key), node_id=666,
+                     join=agents[0].addr)
+    try:
+        time.sleep(K * H + 1)
+        assert intruder.members() == set()
+        for a in agents:
+            assert 666 not in a.members()
+        r = run(dwscale_bin, "fabric", "members", "--agent", f"http://{cluster['http']}",
+                "--json")
+        assert json.loads(r.stdout)["cluster_size"] == N_AGENTS
+    finally:
+        intruder.stop(signal.SIGKILL)
