@@ -136,6 +136,18 @@ static int exec(sqlite3 *db, const char *sql)
 	return rc == SQLITE_OK ? 0 : map_rc(db, rc);
 }
 
+static int exec_retry(sqlite3 *db, const char *sql)
+{
+	int rc;
+
+	for (int waited = 0;; waited += 10) {
+		rc = exec(db, sql);
+		if (rc != DW_ELOCKED || waited >= BUSY_TIMEOUT_MS)
+			return rc;
+		usleep(10 * 1000);
+	}
+}
+
 static int prep(sqlite3 *db, const char *sql, sqlite3_stmt **st)
 {
 	/* sqlite3_prepare_v3 with PERSISTENT keeps hot statements cheap to re-prepare. */
@@ -223,8 +235,12 @@ static int open_conn(const char *path, bool first, sqlite3 **out)
 	sqlite3_busy_timeout(db, BUSY_TIMEOUT_MS);
 	sqlite3_extended_result_codes(db, 1);
 	if (first) {
-		/* Page size only takes effect on a new, empty database. */
-		rc = exec(db, "PRAGMA page_size=16384; PRAGMA journal_mode=WAL");
+		/*
+		 * Page size only takes effect on a new, empty database. Switching to WAL can report
+		 * SQLITE_BUSY without consulting the busy handler while another process does the
+		 * same, so retry it for as long as the busy timeout.
+		 */
+		rc = exec_retry(db, "PRAGMA page_size=16384; PRAGMA journal_mode=WAL");
 		if (rc < 0)
 			goto out;
 	}
@@ -232,6 +248,10 @@ static int open_conn(const char *path, bool first, sqlite3 **out)
 	if (rc < 0)
 		goto out;
 	if (first) {
+		/* Version check and schema in one write transaction: openers do not race. */
+		rc = exec(db, "BEGIN IMMEDIATE");
+		if (rc < 0)
+			goto out;
 		rc = prep(db, "PRAGMA user_version", &st);
 		if (rc < 0)
 			goto out;
@@ -255,6 +275,9 @@ static int open_conn(const char *path, bool first, sqlite3 **out)
 		rc = exec(db, "PRAGMA user_version=1");
 		if (rc < 0)
 			goto out;
+		rc = exec(db, "COMMIT");
+		if (rc < 0)
+			goto out;
 		rc = collect_orphans(db);
 		if (rc < 0)
 			goto out;
@@ -263,6 +286,8 @@ static int open_conn(const char *path, bool first, sqlite3 **out)
 	db = NULL;
 out:
 	sqlite3_finalize(st);
+	if (db && !sqlite3_get_autocommit(db))
+		exec(db, "ROLLBACK");
 	sqlite3_close(db);
 	return rc;
 }
