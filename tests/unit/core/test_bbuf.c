@@ -510,6 +510,64 @@ static void test_cancel_blocked_source(void **state)
 	dw_membudget_close(bud);
 }
 
+struct writer {
+	int fd;
+	const unsigned char *data;
+	size_t len;
+};
+
+static void *write_slowly(void *arg)
+{
+	struct writer *w = arg;
+	size_t off = 0;
+
+	while (off < w->len) {
+		size_t n = w->len - off < 3000 ? w->len - off : 3000;
+		ssize_t r;
+
+		sleep_ms(1);
+		r = write(w->fd, w->data + off, n);
+		if (r < 0 && errno == EAGAIN)
+			continue;
+		assert_true(r > 0);
+		off += (size_t)r;
+	}
+	close(w->fd);
+	return NULL;
+}
+
+/* A non-blocking pipe fed in small pieces: the fd source waits in poll, never spins on EAGAIN. */
+static void test_nonblocking_pipe(void **state)
+{
+	(void)state;
+	size_t size = 40000, n;
+	unsigned char *data = random_bytes(size, 77), *got;
+	dw_membudget *bud = budget_mib(1);
+	struct writer w;
+	dw_bbuf_config cfg;
+	dw_source src;
+	pthread_t t;
+	dw_bbuf *b;
+	int p[2];
+
+	assert_int_equal(pipe2(p, O_NONBLOCK | O_CLOEXEC), 0);
+	w.fd = p[1];
+	w.data = data;
+	w.len = size;
+	config(&cfg, bud, CHUNK, 4 * CHUNK);
+	assert_int_equal(dw_source_from_fd(p[0], true, &src), 0);
+	assert_int_equal(dw_bbuf_open(&cfg, src, &b), 0);
+	assert_int_equal(pthread_create(&t, NULL, write_slowly, &w), 0);
+	assert_int_equal(drain(b, &got, &n, size), 0);
+	pthread_join(t, NULL);
+	assert_int_equal(n, size);
+	assert_memory_equal(got, data, size);
+	dw_bbuf_close(b);
+	dw_membudget_close(bud);
+	free(got);
+	free(data);
+}
+
 static void check_error_after(unsigned k, size_t per_read)
 {
 	dw_membudget *bud = budget_mib(1);
@@ -771,6 +829,7 @@ int main(void)
 		cmocka_unit_test(test_slow_consumer_never_exceeds_cap),
 		cmocka_unit_test(test_cancel_unblocks_full_producer),
 		cmocka_unit_test(test_cancel_blocked_source),
+		cmocka_unit_test(test_nonblocking_pipe),
 		cmocka_unit_test(test_source_error_after_k_chunks),
 		cmocka_unit_test(test_read_returns_bytes_then_error),
 		cmocka_unit_test(test_source_overflow_is_protocol_error),
