@@ -42,6 +42,7 @@
 #define FILL_CHUNK   (1u << 20)
 #define SECONDS_MAX  3600
 #define DEFAULT_SIZE (256ull << 20)
+#define SETS_MAX     16
 
 /* ---- small helpers ------------------------------------------------------------------------ */
 
@@ -442,6 +443,7 @@ static int cmd_bench(int argc, char **argv)
 					      { "engine", required_argument, NULL, 'e' },
 					      { "mix", required_argument, NULL, 'm' },
 					      { "json", no_argument, NULL, 'j' },
+					      { "set", required_argument, NULL, 'S' },
 					      { NULL, 0, NULL, 0 } };
 	struct job jobs[JOBS_MAX];
 	struct wait_metric wm;
@@ -454,7 +456,8 @@ static int cmd_bench(int argc, char **argv)
 	uint64_t bs = 4096, size = DEFAULT_SIZE, depth = 0, seconds = 10, t_start, t_end;
 	dw_io_engine engine = DW_IO_ENGINE_AUTO;
 	bool direct = false, json = false;
-	unsigned njobs = 0, ninit = 0;
+	dw_limit_change sets[SETS_MAX];
+	unsigned njobs = 0, ninit = 0, nsets = 0;
 	int c, rc, exit_code = DW_EXIT_ERROR;
 	double elapsed;
 
@@ -494,6 +497,22 @@ static int cmd_bench(int argc, char **argv)
 		case 'j':
 			json = true;
 			break;
+		case 'S': {
+			char *eq = strchr(optarg, '='), *end;
+
+			if (nsets == SETS_MAX || !eq || eq == optarg)
+				return dw__usage_error("io", "--set NAME=VALUE (at most %d)",
+						       SETS_MAX);
+			*eq = '\0';
+			sets[nsets].name = optarg;
+			sets[nsets].str = NULL;
+			errno = 0;
+			sets[nsets].value = strtod(eq + 1, &end);
+			if (errno || end == eq + 1 || *end)
+				return dw__usage_error("io", "--set %s: not a number", optarg);
+			nsets++;
+			break;
+		}
 		default:
 			return dw__usage_error("io", "unknown option for 'io bench'");
 		}
@@ -533,17 +552,29 @@ static int cmd_bench(int argc, char **argv)
 			return dw__usage_error("io", "--size must hold at least one block");
 	}
 
-	rc = lay_out(path, size);
-	if (rc < 0) {
-		fprintf(stderr, "dwscale io bench: %s: %s\n", path, dw_strerror(rc));
-		return rc == -ENOENT ? DW_EXIT_NOTFOUND : DW_EXIT_ERROR;
-	}
 	dw_io_config_default(&cfg);
 	cfg.engine = engine;
 	cfg.depth = (unsigned)depth;
 	rc = dw_io_open(&cfg, &io);
 	if (rc < 0)
 		goto fail;
+	if (nsets) {
+		char err[200];
+
+		dw_io_scalable(io, &sc);
+		rc = sc.ops->reconfigure(sc.self, sets, nsets, err, sizeof(err));
+		if (rc < 0) {
+			fprintf(stderr, "dwscale io bench: %s\n", err);
+			exit_code = DW_EXIT_USAGE;
+			goto out;
+		}
+	}
+	rc = lay_out(path, size);
+	if (rc < 0) {
+		fprintf(stderr, "dwscale io bench: %s: %s\n", path, dw_strerror(rc));
+		exit_code = rc == -ENOENT ? DW_EXIT_NOTFOUND : DW_EXIT_ERROR;
+		goto out;
+	}
 	rc = dw_io_file_open(io, path, O_RDWR, 0, direct ? DW_IO_F_DIRECT : 0, &f);
 	if (rc < 0)
 		goto fail;
@@ -680,6 +711,7 @@ fail:
 		fprintf(stderr, "dwscale io bench: %s: %s\n", path, dw_strerror(rc));
 		exit_code = DW_EXIT_ERROR;
 	}
+out:
 	dw_io_file_close(f);
 	dw_io_close(io);
 	for (unsigned i = 0; i < njobs; i++) {

@@ -13,6 +13,7 @@
  *     before doing I/O and before calling dw__sched_complete (which takes the scheduler lock).
  */
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <string.h>
 #include <unistd.h>
@@ -37,8 +38,15 @@ struct psync {
 	pthread_mutex_t lock;
 	pthread_cond_t cv;
 	struct io_op *head, *tail; /* protected by lock */
-	unsigned target;	   /* protected by lock */
-	bool stop;		   /* protected by lock */
+	unsigned qlen;		   /* protected by lock: ops in head..tail */
+	/*
+	 * Workers between finishing an op and looking for the next one. They will take queued
+	 * work without being woken, so submit wakes a sleeper only for ops beyond that count:
+	 * at steady state the worker whose completion issued the next op runs it itself.
+	 */
+	atomic_uint returning;
+	unsigned target; /* protected by lock */
+	bool stop;	 /* protected by lock */
 	struct slot slots[DW_IO_DEPTH_MAX];
 	pthread_t joinable[DW_IO_DEPTH_MAX]; /* close's scratch list */
 };
@@ -86,12 +94,18 @@ static void *worker_main(void *arg)
 		p->head = op->next;
 		if (!p->head)
 			p->tail = NULL;
+		p->qlen--;
 		op->next = NULL;
 		pthread_mutex_unlock(&p->lock);
 		res = do_op(op);
+		atomic_fetch_add_explicit(&p->returning, 1, memory_order_acq_rel);
 		dw__sched_complete(p->be.s, op, res);
 		pthread_mutex_lock(&p->lock);
+		atomic_fetch_sub_explicit(&p->returning, 1, memory_order_acq_rel);
 	}
+	/* A submitter may have counted on this worker (returning): hand its work to a sleeper. */
+	if (p->head)
+		pthread_cond_signal(&p->cv);
 	sl->state = SLOT_EXITED;
 	pthread_mutex_unlock(&p->lock);
 	return NULL;
@@ -140,10 +154,18 @@ static int psync_submit(struct io_backend *be, struct io_op **ops, unsigned n, u
 			p->head = ops[i];
 		p->tail = ops[i];
 	}
-	if (n == 1)
-		pthread_cond_signal(&p->cv);
-	else
-		pthread_cond_broadcast(&p->cv);
+	p->qlen += n;
+	{
+		unsigned ret = atomic_load_explicit(&p->returning, memory_order_acquire);
+		unsigned wake = p->qlen > ret ? p->qlen - ret : 0;
+
+		if (wake > n)
+			wake = n;
+		if (wake == 1)
+			pthread_cond_signal(&p->cv);
+		else if (wake > 1)
+			pthread_cond_broadcast(&p->cv);
+	}
 	pthread_mutex_unlock(&p->lock);
 	*started = n;
 	return 0;

@@ -72,7 +72,8 @@ def test_bench_bad_arguments(dwscale_bin, tmp_path):
     f = str(tmp_path / "x.dat")
     for args in (["--mix", "urgent:randread:4k:1"], ["--mix", "high:randread:4k"],
                  ["--rw", "trim"], ["--bs", "0"], ["--depth", "5000"], ["--engine", "aio"],
-                 ["--size", "1k", "--bs", "4k"]):
+                 ["--size", "1k", "--bs", "4k"], ["--set", "nope=1"], ["--set", "depth=x"],
+                 ["--set", "weight_low=0"]):
         p = run(dwscale_bin, "io", "bench", f, *args)
         assert p.returncode == 2, (args, p.stderr)
         assert p.stderr.strip(), args
