@@ -91,18 +91,20 @@ const struct dw__cmd dw__commands[] = {
 	  "Exit status: 0 ok, 1 failure or damage found, 2 usage, 3 no such backup or repository.\n" },
 	{ "io", dw__cmd_io, "probe devices and benchmark the I/O scheduler",
 	  "usage: dwscale io probe PATH [--json]\n"
-	  "       dwscale io bench FILE [--rw randread|randwrite|read|write] [--bs 4k] [--depth N]\n"
-	  "                             [--seconds S] [--size SIZE] [--direct]\n"
-	  "                             [--engine auto|io_uring|psync] [--mix SPEC] [--json]\n"
+	  "       dwscale io bench FILE [--rw MODE] [--bs 4k] [--depth N] [--seconds S]\n"
+	  "                             [--size SIZE] [--direct] [--engine auto|io_uring|psync]\n"
+	  "                             [--mix SPEC] [--set NAME=VALUE] [--json]\n"
 	  "\n"
 	  "probe: the device under PATH, its class and the queue depth used and why, whether\n"
 	  "io_uring works here (or the errno that says why not), and O_DIRECT with its alignment.\n"
 	  "\n"
 	  "bench: drive the scheduler on FILE (laid out to --size, default 256M) for --seconds\n"
 	  "(default 10) and print per job IOPS, MiB/s, latency p50/p99/p99.9 and longest wait.\n"
-	  "  --depth N   scheduler depth (default: by device class) and the job's iodepth\n"
-	  "  --mix SPEC  several jobs at once, TIER:RW:BS:IODEPTH separated by commas, e.g.\n"
-	  "              high:randread:4k:1,low:read:128k:32\n" },
+	  "  --rw MODE         randread (default), randwrite, read or write\n"
+	  "  --depth N         scheduler depth (default: by device class) and the job's iodepth\n"
+	  "  --mix SPEC        several jobs at once, TIER:RW:BS:IODEPTH separated by commas,\n"
+	  "                    e.g. high:randread:4k:1,low:read:128k:32\n"
+	  "  --set NAME=VALUE  set an io limit first (as in /v1/subsystems/io/limits)\n" },
 	{ "fabric", dw__cmd_fabric, "heartbeat membership: keygen, agent, members, sim",
 	  "usage: dwscale fabric keygen [-o FILE]\n"
 	  "       dwscale fabric agent --bind ADDR:PORT --key-file F [--join ADDR:PORT,...]\n"
