@@ -80,32 +80,12 @@ int dw__cmd_db(int argc, char **argv)
 		goto out;
 	}
 	if (json) {
-		cJSON *j = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(j, "strategies");
-		char *s;
+		cJSON *j = dw__db_health_json(h, n, &all_ok);
+		char *text = cJSON_PrintUnformatted(j);
 
-		for (size_t i = 0; i < n; i++) {
-			cJSON *it = cJSON_CreateObject();
-
-			cJSON_AddStringToObject(it, "name", h[i].name);
-			cJSON_AddStringToObject(it, "kind", h[i].kind);
-			cJSON_AddBoolToObject(it, "ok", h[i].ok);
-			cJSON_AddStringToObject(it, "status",
-						h[i].ok ? "ok" : dw_err_name(h[i].rc));
-			if (h[i].latency_ms >= 0)
-				cJSON_AddNumberToObject(it, "latency_ms", h[i].latency_ms);
-			else
-				cJSON_AddNullToObject(it, "latency_ms");
-			cJSON_AddNumberToObject(it, "consecutive_failures",
-						(double)h[i].consecutive_failures);
-			cJSON_AddStringToObject(it, "error", h[i].last_error);
-			cJSON_AddItemToArray(arr, it);
-			all_ok = all_ok && h[i].ok;
-		}
-		cJSON_AddBoolToObject(j, "ok", all_ok);
-		s = cJSON_PrintUnformatted(j);
-		if (s)
-			printf("%s\n", s);
-		cJSON_free(s);
+		if (text)
+			printf("%s\n", text);
+		cJSON_free(text);
 		cJSON_Delete(j);
 	} else {
 		printf("%-12s %-10s %-12s %10s  %s\n", "STRATEGY", "KIND", "STATUS", "LATENCY",

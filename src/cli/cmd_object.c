@@ -112,52 +112,13 @@ static ssize_t counting_read(void *ctx, void *buf, size_t len)
 
 /* ---- commands ---- */
 
-/* Keys are NUL-free, so the fixed key array is a C string once terminated; copy to do that. */
-static void key_str(const dw_db_object *o, char *buf, size_t cap)
+static void print_json(cJSON *j)
 {
-	size_t n = o->key_len < cap - 1 ? o->key_len : cap - 1;
+	char *text = cJSON_PrintUnformatted(j);
 
-	memcpy(buf, o->key, n);
-	buf[n] = '\0';
-}
-
-/* RFC 3339 with nanoseconds: JSON numbers (doubles) cannot hold ns since the epoch exactly. */
-static void rfc3339(uint64_t ns, char *buf, size_t cap)
-{
-	time_t t = (time_t)(ns / DW_NS_PER_SEC);
-	struct tm tm;
-	char base[32];
-
-	gmtime_r(&t, &tm);
-	strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(buf, cap, "%s.%09lluZ", base, (unsigned long long)(ns % DW_NS_PER_SEC));
-}
-
-static void print_object_json(const dw_db_object *o)
-{
-	cJSON *j = cJSON_CreateObject();
-	char sha[65], key[DW_DB_KEY_MAX + 1], when[48], *s;
-
-	for (int i = 0; i < 32; i++)
-		snprintf(sha + 2 * i, 3, "%02x", o->sha256[i]);
-	key_str(o, key, sizeof(key));
-	cJSON_AddStringToObject(j, "key", key);
-	cJSON_AddNumberToObject(j, "size", (double)o->size);
-	cJSON_AddStringToObject(j, "content_type", o->content_type);
-	cJSON_AddStringToObject(j, "sha256", sha);
-	rfc3339(o->created_ns, when, sizeof(when));
-	cJSON_AddStringToObject(j, "created", when);
-	rfc3339(o->modified_ns, when, sizeof(when));
-	cJSON_AddStringToObject(j, "modified", when);
-	if (o->meta) {
-		cJSON *m = cJSON_Parse(o->meta);
-
-		cJSON_AddItemToObject(j, "meta", m ? m : cJSON_CreateString(o->meta));
-	}
-	s = cJSON_PrintUnformatted(j);
-	if (s)
-		printf("%s\n", s);
-	cJSON_free(s);
+	if (text)
+		printf("%s\n", text);
+	cJSON_free(text);
 	cJSON_Delete(j);
 }
 
@@ -206,7 +167,7 @@ static int do_put(struct dw__dbopen *d, const char *key, const char *file, const
 	if (rc < 0)
 		return dw__db_exit(d->db, "object put", rc);
 	if (op->json)
-		print_object_json(&o);
+		print_json(dw__db_object_json(&o));
 	dw_db_object_clear(&o);
 	return DW_EXIT_OK;
 }
@@ -349,7 +310,7 @@ static int do_ls(struct dw__dbopen *d, const struct opts *op)
 			return dw__db_exit(d->db, "object ls", rc);
 		while ((rc = dw_db_lister_next(l, &o)) == 1) {
 			if (op->json)
-				print_object_json(o);
+				print_json(dw__db_object_json(o));
 			else
 				print_object_line(o);
 		}
@@ -368,34 +329,7 @@ static int do_ls(struct dw__dbopen *d, const struct opts *op)
 		if (rc < 0)
 			return dw__db_exit(d->db, "object ls", rc);
 		if (op->json) {
-			cJSON *j = cJSON_CreateObject(),
-			      *items = cJSON_AddArrayToObject(j, "items");
-			char *s;
-
-			for (size_t i = 0; i < page.n; i++) {
-				cJSON *it = cJSON_CreateObject();
-				char key[DW_DB_KEY_MAX + 1], when[48];
-
-				key_str(&page.items[i], key, sizeof(key));
-				cJSON_AddStringToObject(it, "key", key);
-				cJSON_AddNumberToObject(it, "size", (double)page.items[i].size);
-				cJSON_AddStringToObject(it, "content_type",
-							page.items[i].content_type);
-				rfc3339(page.items[i].modified_ns, when, sizeof(when));
-				cJSON_AddStringToObject(it, "modified", when);
-				cJSON_AddItemToArray(items, it);
-			}
-			cJSON_AddNumberToObject(j, "total", (double)page.total);
-			cJSON_AddBoolToObject(j, "has_more", page.has_more);
-			if (page.next_token)
-				cJSON_AddStringToObject(j, "next_page_token", page.next_token);
-			else
-				cJSON_AddNullToObject(j, "next_page_token");
-			s = cJSON_PrintUnformatted(j);
-			if (s)
-				printf("%s\n", s);
-			cJSON_free(s);
-			cJSON_Delete(j);
+			print_json(dw__db_page_json(&page));
 		} else {
 			for (size_t i = 0; i < page.n; i++)
 				print_object_line(&page.items[i]);
@@ -520,7 +454,7 @@ int dw__cmd_object(int argc, char **argv)
 		if (rc < 0) {
 			ret = dw__db_exit(d.db, "object stat", rc);
 		} else {
-			print_object_json(&o);
+			print_json(dw__db_object_json(&o));
 			dw_db_object_clear(&o);
 		}
 	} else if (strcmp(verb, "rm") == 0) {

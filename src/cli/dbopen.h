@@ -4,6 +4,9 @@
 #define DWSCALE_CLI_DBOPEN_H
 
 #include <limits.h>
+#include <stdbool.h>
+
+#include <cjson/cJSON.h>
 
 #include "dwscale/db.h"
 #include "dwscale/token.h"
@@ -26,5 +29,12 @@ int dw__dbopen(const struct dw__dbopen_args *a, struct dw__dbopen *o);
 void dw__dbopen_close(struct dw__dbopen *o);
 /* Print "dwscale: WHAT: detail" and return the exit code that fits rc. */
 int dw__db_exit(dw_db *db, const char *what, int rc);
+
+/* dbjson.c: the JSON forms shared by the commands and the daemon. */
+void dw__rfc3339(uint64_t ns, char *buf, size_t cap);
+void dw__sha256_hex(const uint8_t sha[32], char out[65]);
+cJSON *dw__db_object_json(const dw_db_object *o);
+cJSON *dw__db_page_json(const dw_db_page *page);
+cJSON *dw__db_health_json(const dw_db_health *h, size_t n, bool *all_ok);
 
 #endif

@@ -42,6 +42,7 @@
 
 #include "dwscale/config.h"
 #include "dwscale/db.h"
+#include "cli/dbopen.h"
 #include "server/server.h"
 
 #define OBJ_PREFIX "/v1/objects"
@@ -70,48 +71,6 @@ bool dw__objects_match(const char *url)
 	if (strcmp(url, "/v1/db/health") == 0)
 		return true;
 	return strncmp(url, OBJ_PREFIX, n) == 0 && (url[n] == '\0' || url[n] == '/');
-}
-
-static void hex(const uint8_t *b, size_t n, char *out)
-{
-	for (size_t i = 0; i < n; i++)
-		snprintf(out + 2 * i, 3, "%02x", b[i]);
-}
-
-static void rfc3339(uint64_t ns, char *buf, size_t cap)
-{
-	time_t t = (time_t)(ns / DW_NS_PER_SEC);
-	struct tm tm;
-	char base[32];
-
-	gmtime_r(&t, &tm);
-	strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(buf, cap, "%s.%09" PRIu64 "Z", base, (uint64_t)(ns % DW_NS_PER_SEC));
-}
-
-static cJSON *object_json(const dw_db_object *o)
-{
-	cJSON *j = cJSON_CreateObject();
-	char key[DW_DB_KEY_MAX + 1], sha[65], when[48];
-
-	memcpy(key, o->key, o->key_len);
-	key[o->key_len] = '\0';
-	hex(o->sha256, 32, sha);
-	cJSON_AddStringToObject(j, "key", key);
-	cJSON_AddNumberToObject(j, "size", (double)o->size);
-	cJSON_AddStringToObject(j, "content_type", o->content_type);
-	cJSON_AddStringToObject(j, "sha256", sha);
-	rfc3339(o->created_ns, when, sizeof(when));
-	cJSON_AddStringToObject(j, "created", when);
-	rfc3339(o->modified_ns, when, sizeof(when));
-	cJSON_AddStringToObject(j, "modified", when);
-	if (o->meta) {
-		cJSON *m = cJSON_Parse(o->meta);
-
-		if (m)
-			cJSON_AddItemToObject(j, "meta", m);
-	}
-	return j;
 }
 
 static enum MHD_Result send_json(struct dw__server *s, struct MHD_Connection *c, int status,
@@ -399,7 +358,7 @@ static enum MHD_Result do_get(struct dw__server *s, struct MHD_Connection *c, co
 		dw_db_object_clear(&info);
 		return MHD_NO;
 	}
-	hex(info.sha256, 32, sha);
+	dw__sha256_hex(info.sha256, sha);
 	snprintf(etag, sizeof(etag), "\"%s\"", sha);
 	t = (time_t)(info.modified_ns / DW_NS_PER_SEC);
 	gmtime_r(&t, &tm);
@@ -431,7 +390,7 @@ static enum MHD_Result do_list(struct dw__server *s, struct MHD_Connection *c)
 	const char *token = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "page_token");
 	dw_db_list_query q = { 0 };
 	dw_db_page page;
-	cJSON *j, *items;
+	cJSON *j;
 	uint64_t n = 0;
 	int rc;
 
@@ -446,16 +405,7 @@ static enum MHD_Result do_list(struct dw__server *s, struct MHD_Connection *c)
 	rc = dw_db_list(s->db, NULL, &q, &page);
 	if (rc < 0)
 		return send_db_error(s, c, rc, dw_db_errmsg(s->db));
-	j = cJSON_CreateObject();
-	items = cJSON_AddArrayToObject(j, "items");
-	for (size_t i = 0; i < page.n; i++)
-		cJSON_AddItemToArray(items, object_json(&page.items[i]));
-	cJSON_AddNumberToObject(j, "total", (double)page.total);
-	cJSON_AddBoolToObject(j, "has_more", page.has_more);
-	if (page.next_token)
-		cJSON_AddStringToObject(j, "next_page_token", page.next_token);
-	else
-		cJSON_AddNullToObject(j, "next_page_token");
+	j = dw__db_page_json(&page);
 	dw_db_page_clear(&page);
 	return send_json(s, c, 200, j);
 }
@@ -467,7 +417,7 @@ static enum MHD_Result do_health(struct dw__server *s, struct MHD_Connection *c)
 	uint64_t t = 0;
 	size_t n;
 	bool ok = true;
-	cJSON *j, *arr;
+	cJSON *j;
 	int rc;
 
 	if (tm && (dw_parse_u64(tm, &t) < 0 || t == 0 || t > 600000))
@@ -475,26 +425,7 @@ static enum MHD_Result do_health(struct dw__server *s, struct MHD_Connection *c)
 	rc = dw_db_health_check(s->db, t, h, DW_DB_STRATEGIES_MAX, &n);
 	if (rc < 0)
 		return send_db_error(s, c, rc, dw_strerror(rc));
-	j = cJSON_CreateObject();
-	arr = cJSON_AddArrayToObject(j, "strategies");
-	for (size_t i = 0; i < n; i++) {
-		cJSON *it = cJSON_CreateObject();
-
-		cJSON_AddStringToObject(it, "name", h[i].name);
-		cJSON_AddStringToObject(it, "kind", h[i].kind);
-		cJSON_AddBoolToObject(it, "ok", h[i].ok);
-		cJSON_AddStringToObject(it, "status", h[i].ok ? "ok" : dw_err_name(h[i].rc));
-		if (h[i].latency_ms >= 0)
-			cJSON_AddNumberToObject(it, "latency_ms", h[i].latency_ms);
-		else
-			cJSON_AddNullToObject(it, "latency_ms");
-		cJSON_AddNumberToObject(it, "consecutive_failures",
-					(double)h[i].consecutive_failures);
-		cJSON_AddStringToObject(it, "error", h[i].last_error);
-		cJSON_AddItemToArray(arr, it);
-		ok = ok && h[i].ok;
-	}
-	cJSON_AddBoolToObject(j, "ok", ok);
+	j = dw__db_health_json(h, n, &ok);
 	return send_json(s, c, ok ? 200 : 503, j);
 }
 
@@ -557,7 +488,7 @@ enum MHD_Result dw__objects_request(struct dw__server *s, struct MHD_Connection 
 		put_finish(o, true);
 		if (o->put_rc < 0)
 			return send_db_error(s, c, o->put_rc, o->put_err);
-		return send_json(s, c, 201, object_json(&o->obj));
+		return send_json(s, c, 201, dw__db_object_json(&o->obj));
 	}
 	if (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0)
 		return do_get(s, c, key, klen, strcmp(method, "HEAD") == 0);
