@@ -293,8 +293,10 @@ typedef struct dw_fabric_sim_result {
 	double detect_min_s, detect_p50_s, detect_p99_s, detect_max_s; /* from last sign of life */
 	uint64_t detections_outside_window; /* outside [K*H, K*H + H/2] */
 	uint64_t missed_detections;	    /* observers that never removed a killed node */
-	double convergence_s;		    /* last change until all views agree; -1 if never */
-	uint32_t switches;		    /* coordinated switches (mode auto) */
+	uint64_t relayed_removals;	    /* removals by nodes that never heard from the victim */
+	double relayed_max_s;	  /* their latest, from the victim's last delivered packet */
+	double convergence_s;	  /* last change until all views agree; -1 if never */
+	uint32_t switches;	  /* coordinated switches (mode auto) */
 	uint32_t recommendations; /* recommendation events one node raised (mode recommend) */
 	char switch_log[512];	  /* "star->federated@800 ..." */
 	/* per node per interval, sent + received, by role */

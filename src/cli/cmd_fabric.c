@@ -557,6 +557,8 @@ static void sim_print(const dw_fabric_sim_config *c, const dw_fabric_sim_result 
 		cJSON_AddNumberToObject(d, "max", r->detect_max_s);
 		cJSON_AddNumberToObject(d, "outside_window", (double)r->detections_outside_window);
 		cJSON_AddNumberToObject(d, "missed", (double)r->missed_detections);
+		cJSON_AddNumberToObject(d, "relayed", (double)r->relayed_removals);
+		cJSON_AddNumberToObject(d, "relayed_max", r->relayed_max_s);
 		cJSON_AddNumberToObject(o, "removals", (double)r->removals);
 		cJSON_AddNumberToObject(o, "false_removals", (double)r->false_removals);
 		cJSON_AddNumberToObject(o, "rejoined", (double)r->rejoined);
@@ -603,6 +605,11 @@ static void sim_print(const dw_fabric_sim_config *c, const dw_fabric_sim_result 
 	       r->detect_min_s, r->detect_p50_s, r->detect_p99_s, r->detect_max_s,
 	       (unsigned long long)r->detections, (unsigned long long)r->detections_outside_window,
 	       (unsigned long long)r->missed_detections);
+	if (r->relayed_removals)
+		printf("relayed removals    %llu (by nodes that never heard from it), latest %.2f "
+		       "s "
+		       "after its last packet\n",
+		       (unsigned long long)r->relayed_removals, r->relayed_max_s);
 	printf("false removals      %llu\n", (unsigned long long)r->false_removals);
 	if (c->restart)
 		printf("rejoined            %llu of %u restarted\n",

@@ -82,6 +82,7 @@ struct member {
 	uint16_t group;	 /* as the member reports it */
 	uint16_t lgroup; /* its group by my limits: what my decisions use */
 	bool monitored;
+	bool gone; /* left my scope (Federated): kept like a dead record, but never announced */
 	uint32_t ip;
 	uint16_t port;
 	uint32_t group_size;  /* Federated leaders: live members of their group, as reported */
@@ -130,6 +131,7 @@ struct dw_fabric {
 	bool relay;		/* I am hub or leader: I re-disseminate what I learn */
 	uint32_t reported_size; /* Federated member: cluster size from my leader */
 	uint32_t ngroups;	/* cached from the limits */
+	bool stepped_down;	/* no longer a leader: the other leaders must hear it */
 
 	enum join_state join;
 	dw_fabric_addr seeds[16];
@@ -442,9 +444,27 @@ static bool active(dw_fabric *f)
 	return f->join == J_JOINED || f->join == J_SYNCING;
 }
 
-static bool out_of_scope(dw_fabric *f, const struct member *m)
+static bool is_gone(dw_fabric *f, const struct member *m)
 {
-	return !in_scope(f, m->id, is_leader_rec(m));
+	(void)f;
+	return m->gone;
+}
+
+/*
+ * A member that left my scope (a leader that stepped down in another group, or everyone outside
+ * my group when the cluster turns Federated) is dropped quietly: no event, never announced, but
+ * its incarnation is remembered like a dead record's, so stale copies still riding on other
+ * nodes' packets cannot bring it back.
+ */
+static void make_gone(dw_fabric *f, struct member *m, uint32_t gen, uint32_t ctr, uint8_t flags)
+{
+	m->gen = gen;
+	m->ctr = ctr;
+	m->flags = flags;
+	m->state = DW_FABRIC_DEAD;
+	m->gone = true;
+	m->state_ns = now_ns(f);
+	f->roles_dirty = true;
 }
 
 static void enqueue(dw_fabric *f, uint64_t id);
@@ -514,7 +534,7 @@ static void recompute_roles(dw_fabric *f)
 			alive++;
 		else if (m->state == DW_FABRIC_SUSPECT)
 			suspect++;
-		else
+		else if (!m->gone)
 			dead++;
 		if (!live(m))
 			continue;
@@ -551,6 +571,8 @@ static void recompute_roles(dw_fabric *f)
 		self->flags = (uint8_t)((self->flags & ~DW__MEMBER_FLAG_LEADER) | want_flags);
 		self->ctr++;
 		enqueue(f, self->id);
+		if (was_relay && !f->relay && f->topology == DW_FABRIC_FEDERATED)
+			f->stepped_down = true; /* tell the leaders at the next tick */
 	}
 	self->group = f->topology == DW_FABRIC_FEDERATED ? mygroup : 0;
 	self->group_size = group_alive;
@@ -695,7 +717,7 @@ static void put_pending(dw_fabric *f, struct dw__wire_writer *w, uint64_t skip_i
 		struct member *m = find(f, f->pend[i].id);
 		struct dw__wire_item it;
 
-		if (!m || m->id == skip_id || m == &f->m[0])
+		if (!m || m->id == skip_id || m == &f->m[0] || m->gone)
 			continue;
 		member_item(m, &it);
 		(void)dw__wire_put(w, &it);
@@ -890,13 +912,8 @@ static struct member *merge(dw_fabric *f, const struct dw__wire_member *r, bool 
 	}
 	m = find(f, r->id);
 	if (!in_scope(f, r->id, leader)) {
-		if (m && inc_cmp(r->gen, r->ctr, m->gen, m->ctr) > 0) {
-			/* a leader stepped down out of my scope: drop it quietly (no event, and
-			 * nothing about it rides on my packets any more) */
-			m->flags = (uint8_t)(r->flags & ~DW__MEMBER_FLAG_LEADER);
-			compact(f, out_of_scope);
-			f->roles_dirty = true;
-		}
+		if (m && inc_cmp(r->gen, r->ctr, m->gen, m->ctr) > 0)
+			make_gone(f, m, r->gen, r->ctr, r->flags);
 		return NULL;
 	}
 	if (!m) {
@@ -947,6 +964,7 @@ static struct member *merge(dw_fabric *f, const struct dw__wire_member *r, bool 
 			m->state = r->state;
 			m->state_ns = now;
 		}
+		m->gone = false;
 		if (old == DW_FABRIC_DEAD && r->state != DW_FABRIC_DEAD)
 			m->evidence_ns = now;
 		if (roles_change)
@@ -1036,8 +1054,17 @@ static void adopt_topology(dw_fabric *f, uint32_t epoch, dw_fabric_topology t)
 	f->topology = t;
 	f->last_switch_ns = now_ns(f);
 	f->recommended = false;
-	if (t == DW_FABRIC_FEDERATED)
-		compact(f, out_of_scope); /* my group, the leaders and the coordinator stay */
+	if (t == DW_FABRIC_FEDERATED) {
+		/* my group, the leaders and the coordinator stay */
+		for (size_t i = 1; i < f->n; i++) {
+			struct member *m = &f->m[i];
+
+			if (live(m) && !in_scope(f, m->id, is_leader_rec(m)))
+				make_gone(f, m, m->gen, m->ctr, m->flags);
+		}
+	} else {
+		compact(f, is_gone); /* everyone is in scope again: relearn them as they speak */
+	}
 	f->roles_dirty = true;
 	roles(f);
 	emit_topo(f, DW_FABRIC_EV_SWITCHED, from, t, size, "coordinated switch");
@@ -1416,7 +1443,7 @@ int dw_fabric_receive(dw_fabric *f, const dw_fabric_addr *from, const void *buf,
 	{
 		struct member *known = find(f, it.u.member.id);
 
-		if (known && known->state == DW_FABRIC_DEAD &&
+		if (known && known->state == DW_FABRIC_DEAD && !known->gone &&
 		    inc_cmp(it.u.member.gen, it.u.member.ctr, known->gen, known->ctr) <= 0)
 			sender_dead = true;
 		else if (f->join == J_JOINED || f->join == J_SYNCING)
@@ -1595,6 +1622,15 @@ uint64_t dw_fabric_tick(dw_fabric *f)
 		if (now >= f->next_check_ns) {
 			check(f);
 			f->next_check_ns = now + H(f) / CHECK_DIVISOR;
+		}
+		if (f->stepped_down) {
+			/* leaders only hear members of their own group, so a former leader tells
+			 * them itself; a missed notice is settled by their probes */
+			f->stepped_down = false;
+			for (size_t i = 1; i < f->n; i++) {
+				if (live(&f->m[i]) && is_leader_rec(&f->m[i]))
+					send_status(f, &f->m[i], DW__PKT_UPDATE, 0, NULL);
+			}
 		}
 		if (f->flush_left && now >= f->next_flush_ns) {
 			flush_urgent(f);
@@ -1793,11 +1829,18 @@ int dw_fabric_join(dw_fabric *f, const dw_fabric_addr *seeds, size_t n)
 
 int dw_fabric_members(dw_fabric *f, dw_fabric_member *out, size_t cap, size_t *n)
 {
+	size_t k = 0;
+
 	pthread_mutex_lock(&f->lock);
 	roles(f);
-	for (size_t i = 0; i < f->n && i < cap; i++)
-		to_public(&f->m[i], &out[i]);
-	*n = f->n;
+	for (size_t i = 0; i < f->n; i++) {
+		if (f->m[i].gone)
+			continue;
+		if (k < cap)
+			to_public(&f->m[i], &out[k]);
+		k++;
+	}
+	*n = k;
 	pthread_mutex_unlock(&f->lock);
 	return 0;
 }
@@ -2067,4 +2110,22 @@ dw_scalable dw_fabric_scalable(dw_fabric *f)
 	dw_scalable s = { .name = "fabric", .ops = &fabric_scalable_ops, .self = f };
 
 	return s;
+}
+
+void dw__fabric_dump(dw_fabric *f, FILE *out)
+{
+	pthread_mutex_lock(&f->lock);
+	roles(f);
+	fprintf(out, "self %016llx topo=%s epoch=%u relay=%d hub=%016llx low=%016llx size=%u\n",
+		(unsigned long long)f->m[0].id, dw_fabric_topology_name(f->topology), f->epoch,
+		f->relay, (unsigned long long)f->hub_id, (unsigned long long)f->low_id,
+		f->st.cluster_size);
+	for (size_t i = 1; i < f->n; i++) {
+		const struct member *m = &f->m[i];
+
+		fprintf(out, "  %016llx %u.%u st=%u leader=%d group=%u gsize=%u mon=%d\n",
+			(unsigned long long)m->id, m->gen, m->ctr, m->state, is_leader_rec(m),
+			m->lgroup, m->group_size, m->monitored);
+	}
+	pthread_mutex_unlock(&f->lock);
 }

@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "dwscale/fabric.h"
 
@@ -225,6 +226,8 @@ uint16_t dw__fabric_group_of(uint64_t id, uint32_t ngroups);
 uint32_t dw__fabric_ngroups(const dw_fabric_limits *l);
 /* Bootstrap helper for the simulator: add a member as if learned from a join. */
 int dw__fabric_seed_member(dw_fabric *f, const dw_fabric_member *m);
+/* Debugging aid: the view, one member per line. */
+void dw__fabric_dump(dw_fabric *f, FILE *out);
 /* Simulator: is id in this node's view and alive/suspect? */
 bool dw__fabric_knows_alive(dw_fabric *f, uint64_t id);
 

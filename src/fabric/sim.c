@@ -304,19 +304,28 @@ static void on_event(void *arg, const dw_fabric_event *ev)
 			return;
 		if (v->status == N_UP && v->gen == ev->member.generation)
 			return;
-		/* from the last sign of life this observer had (heard itself or through a helper);
-		 * an observer that never heard from it learnt the removal from one that did, so
-		 * for it the victim's last delivered packet stands in */
-		{
-			uint64_t last =
-				ev->last_heard_ns ? ev->last_heard_ns : v->last_delivered_ns;
+		/*
+		 * An observer that heard from the victim (itself or through a helper) is measured
+		 * from that last sign of life, against the whole window. One that never did (a
+		 * Federated member of another group) learnt the removal from a monitor: it is
+		 * measured from the victim's last delivered packet, against the upper bound only,
+		 * and kept apart from the detection times.
+		 */
+		if (ev->last_heard_ns) {
+			uint64_t last = ev->last_heard_ns;
 
-			if (last > v->last_delivered_ns)
-				last = v->last_delivered_ns;
 			d = (double)(ev->now_ns - last) / 1e9;
 			if (ev->now_ns - last < kh ||
 			    ev->now_ns - last > kh + s->cfg->limits.interval_ns / 2)
 				r->detections_outside_window++;
+		} else {
+			d = (double)(ev->now_ns - v->last_delivered_ns) / 1e9;
+			r->relayed_removals++;
+			if (d > r->relayed_max_s)
+				r->relayed_max_s = d;
+			if (ev->now_ns - v->last_delivered_ns > kh + s->cfg->limits.interval_ns / 2)
+				r->detections_outside_window++;
+			return;
 		}
 		r->detections++;
 		if (s->det_n == s->det_cap) {
@@ -867,14 +876,6 @@ int dw_fabric_sim_run(const dw_fabric_sim_config *cfg, dw_fabric_sim_result *out
 			out->final_size_min = cs;
 		if (cs > out->final_size_max)
 			out->final_size_max = cs;
-		if (getenv("DW_SIM_DEBUG")) {
-			dw_fabric_stats st;
-
-			dw_fabric_get_stats(s->nodes[i].f, &st);
-			fprintf(stderr, "node %016llx size=%u alive=%u leader=%d topo=%s\n",
-				(unsigned long long)s->nodes[i].id, cs, st.alive, st.leader,
-				dw_fabric_topology_name(st.topology));
-		}
 	}
 	if (out->final_size_min == UINT32_MAX)
 		out->final_size_min = 0;
