@@ -377,6 +377,43 @@ static void test_quota_refuse_and_demote(void **state)
 	dw_io_close(io);
 }
 
+static void test_quota_persists_in_store(void **state)
+{
+	static char buf[4096];
+	dw_io_config cfg;
+	dw_io_file *f;
+	dw_store *st;
+	dw_io *io;
+	uint64_t b, o;
+	char path[512], db[512];
+
+	(void)state;
+	path_of(db, sizeof(db), "io-store.db");
+	assert_int_equal(dw_store_open(db, &st), 0);
+	dw_io_config_default(&cfg);
+	cfg.store = st;
+	cfg.quota_bytes = 10000;
+	assert_int_equal(dw_io_open(&cfg, &io), 0);
+	path_of(path, sizeof(path), "qp.dat");
+	assert_int_equal(dw_io_file_open(io, path, O_RDWR | O_CREAT, 0600, 0, &f), 0);
+	assert_int_equal(dw_io_pwrite(f, buf, 4096, 0, DW_IO_NORMAL, "job-7"), 4096);
+	assert_int_equal(dw_io_pwrite(f, buf, 4096, 0, DW_IO_NORMAL, "job-7"), 4096);
+	dw_io_file_close(f);
+	dw_io_close(io);
+
+	/* a new manager on the same store: the caller has 1808 bytes of its window left */
+	assert_int_equal(dw_io_open(&cfg, &io), 0);
+	assert_int_equal(dw_io_quota_get(io, "job-7", &b, &o), 0);
+	assert_int_equal(b, 8192);
+	assert_int_equal(o, 2);
+	assert_int_equal(dw_io_file_open(io, path, O_RDWR, 0, 0, &f), 0);
+	assert_int_equal(dw_io_pwrite(f, buf, 4096, 0, DW_IO_NORMAL, "job-7"), 4096);
+	assert_int_equal(dw_io_pwrite(f, buf, 1, 0, DW_IO_NORMAL, "job-7"), DW_EQUOTA);
+	dw_io_file_close(f);
+	dw_io_close(io);
+	dw_store_close(st);
+}
+
 /* ---- scalable ------------------------------------------------------------------------------ */
 
 struct lim_find {
@@ -479,6 +516,7 @@ int main(void)
 		cmocka_unit_test(test_direct),
 		cmocka_unit_test(test_bad_input),
 		cmocka_unit_test(test_quota_refuse_and_demote),
+		cmocka_unit_test(test_quota_persists_in_store),
 		cmocka_unit_test(test_scalable),
 	};
 	return cmocka_run_group_tests(tests, setup_dir, teardown_dir);

@@ -516,6 +516,79 @@ static void test_refused_submit_requeues_then_switches(void **state)
 	dw__sched_close(s);
 }
 
+/* Re-probe hook that counts its calls and switches only when told to. */
+static unsigned probes;
+static int probe_failed_arg;
+static struct io_backend *probe_to;
+
+static int reprobe_count(void *ctx, struct io_sched *s, int failed, struct io_backend **nb)
+{
+	(void)ctx;
+	(void)s;
+	probes++;
+	probe_failed_arg = failed;
+	*nb = probe_to;
+	return probe_to ? 1 : 0;
+}
+
+static void test_reprobe_timer(void **state)
+{
+	struct io_sched_cfg cfg;
+	struct io_sched_snapshot snap;
+	struct fake_be a, b;
+	struct io_sched *s;
+
+	(void)state;
+	fake_init(&a);
+	fake_init(&b);
+	probes = 0;
+	probe_to = NULL;
+	cfg_init(&cfg, 4);
+	cfg.reprobe = reprobe_count;
+	cfg.reprobe_ns = 300 * DW_NS_PER_SEC;
+	assert_int_equal(dw__sched_open(&cfg, &a.be, &s), 0);
+	dw__sched_tick(s);
+	assert_int_equal(probes, 0);
+	dw_fake_clock_advance(&fc, 300 * DW_NS_PER_SEC - 1);
+	dw__sched_tick(s);
+	assert_int_equal(probes, 0);
+	dw_fake_clock_advance(&fc, 1);
+	dw__sched_tick(s);
+	assert_int_equal(probes, 1);
+	assert_int_equal(probe_failed_arg, 0); /* a timer probe, not a failure */
+	dw__sched_tick(s);
+	assert_int_equal(probes, 1); /* next one a full period later */
+
+	/* The next timer probe finds a better backend: ops in flight drain first, none fail. */
+	for (unsigned i = 0; i < 6; i++)
+		assert_int_equal(sub(s, DW_IO_NORMAL, i), 0);
+	probe_to = &b.be;
+	dw_fake_clock_advance(&fc, 300 * DW_NS_PER_SEC);
+	dw__sched_tick(s);
+	assert_int_equal(probes, 2);
+	assert_int_equal(b.n, 0);
+	drain(s, &a);
+	assert_int_equal(a.n, 4);
+	assert_int_equal(b.n, 2);
+	drain(s, &b);
+	assert_int_equal(cb_n, 6);
+
+	/* A period changed at run time restarts the count from now. */
+	probe_to = NULL;
+	dw__sched_set_reprobe(s, 10 * DW_NS_PER_SEC);
+	dw_fake_clock_advance(&fc, 10 * DW_NS_PER_SEC);
+	dw__sched_tick(s);
+	assert_int_equal(probes, 3);
+	dw__sched_set_reprobe(s, 0); /* never */
+	dw_fake_clock_advance(&fc, 3600 * DW_NS_PER_SEC);
+	dw__sched_tick(s);
+	assert_int_equal(probes, 3);
+	dw__sched_snapshot(s, &snap);
+	assert_int_equal(snap.switches, 1);
+	dw__sched_close(s);
+	assert_true(a.closed && b.closed);
+}
+
 static void test_refused_twice_fails_the_op(void **state)
 {
 	struct io_sched_cfg cfg;
@@ -635,6 +708,7 @@ int main(void)
 		cmocka_unit_test_setup(test_switch_drains_and_fails_none, setup),
 		cmocka_unit_test_setup(test_refused_submit_requeues_then_switches, setup),
 		cmocka_unit_test_setup(test_refused_twice_fails_the_op, setup),
+		cmocka_unit_test_setup(test_reprobe_timer, setup),
 		cmocka_unit_test_setup(test_backpressure_hysteresis, setup),
 		cmocka_unit_test_setup(test_histogram, setup),
 	};
