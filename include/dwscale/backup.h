@@ -26,6 +26,7 @@
 #include "core.h"
 #include "error.h"
 #include "scalable.h"
+#include "store.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -303,6 +304,92 @@ void dw_backup_diskstats_close(dw_backup_diskstats *d);
 dw_backup_util_source dw_backup_diskstats_source(dw_backup_diskstats *d);
 /* Number of distinct disks watched (at least 1). */
 unsigned dw_backup_diskstats_disks(const dw_backup_diskstats *d);
+
+/* ---- manager ------------------------------------------------------------------------------ */
+
+/*
+ * BackupScalingManager: a queue of backup jobs on one repository, run on background threads
+ * under the adaptive concurrency limit, with job metadata kept in a dw_store at
+ * dw://internal/backup/<jobId> (state, source, repository, type, parent, checkpoint, counters;
+ * checkpointed every checkpoint_bytes or checkpoint_ms), chains tracked in a dw_cache rebuilt
+ * from the repository on open, and retention run on a timer. The job id is the backup id.
+ *
+ * Threads: dw_backup_mgr_start() starts the manager thread (one tick per tick_ms: sample the
+ * disks, move the limit, start queued jobs, run retention when due); every job runs on its own
+ * thread. All functions are thread-safe; close must not race the others.
+ */
+typedef struct dw_backup_mgr dw_backup_mgr;
+
+typedef struct dw_backup_mgr_config {
+	const char *repo;		   /* repository directory (required, initialised) */
+	dw_store *store;		   /* job metadata; NULL = not kept */
+	const dw_clock *clock;		   /* NULL = real clock */
+	dw_backup_retention retention;	   /* default dw_backup_retention_default */
+	uint64_t retention_interval_ms;	   /* default 1 h; 0 = on demand only */
+	uint64_t tick_ms;		   /* default 1000 */
+	dw_backup_conc_config conc;	   /* max 0 = defaults from the number of disks */
+	const dw_backup_util_source *util; /* NULL = /proc/diskstats under the repository */
+	uint64_t checkpoint_bytes;	   /* default 64 MiB */
+	uint64_t checkpoint_ms;		   /* default 5000 */
+	unsigned queue_max;		   /* queued + running jobs, default 256 */
+} dw_backup_mgr_config;
+
+void dw_backup_mgr_config_default(dw_backup_mgr_config *cfg);
+int dw_backup_mgr_open(const dw_backup_mgr_config *cfg, dw_backup_mgr **out);
+/* Stops the thread, cancels queued jobs, waits for running ones. NULL is a no-op. */
+void dw_backup_mgr_close(dw_backup_mgr *m);
+int dw_backup_mgr_start(dw_backup_mgr *m);
+void dw_backup_mgr_stop(dw_backup_mgr *m);
+
+/*
+ * Queue a backup (o is copied; o->source is copied too). The new job's id goes to id. If the store
+ * holds an unfinished job for the same source, its id is reused and its partial files are
+ * replaced (the job is run again). DW_ESHED when the queue is full.
+ */
+int dw_backup_mgr_submit(dw_backup_mgr *m, const dw_backup_create_opts *o,
+			 char id[DW_BACKUP_ID_MAX]);
+/* Wait for a job; returns its result (0 or the create's error) and fills *out on success. */
+int dw_backup_mgr_wait(dw_backup_mgr *m, const char *id, dw_backup_info *out);
+
+typedef struct dw_backup_job {
+	char id[DW_BACKUP_ID_MAX];
+	char state[16]; /* queued, running, done, failed, recovered */
+	char source[4096];
+	char type[16];
+	char parent[DW_BACKUP_ID_MAX];
+	uint64_t checkpoint_bytes; /* bytes read at the last checkpoint */
+	uint64_t files, bytes_read, bytes_stored;
+	uint64_t updated_ns;
+	int error;
+} dw_backup_job;
+
+typedef void (*dw_backup_job_fn)(void *arg, const dw_backup_job *j);
+/* Every job record in the store (DW_EUNSUPPORTED without a store). */
+int dw_backup_mgr_jobs(dw_backup_mgr *m, dw_backup_job_fn fn, void *arg);
+
+/*
+ * RecoverIncompleteJobs: every job the store says is queued or running but that this manager
+ * does not run (its process died) is reported to fn, its partial files are removed, its record
+ * is marked "recovered", and with resubmit it is queued again under the same id.
+ */
+int dw_backup_mgr_recover(dw_backup_mgr *m, bool resubmit, dw_backup_job_fn fn, void *arg,
+			  unsigned *count);
+
+/* Retention now, with the configured policy. */
+int dw_backup_mgr_prune(dw_backup_mgr *m, bool dry_run, dw_backup_prune_fn fn, void *arg,
+			dw_backup_prune_result *out);
+
+/* Number of chains, from the chains cache. */
+size_t dw_backup_mgr_chains(dw_backup_mgr *m);
+
+/*
+ * The manager as a scalable subsystem named "backup". Metrics: jobs_running, jobs_queued,
+ * jobs_limit, disk_util_ema, throughput_bytes_per_second, bytes_stored_total, backups_total,
+ * backups_failed_total, chains, last_retention_run_seconds. Limits: keep_last, max_age_seconds,
+ * max_bytes, jobs_min, jobs_max, util_low, util_high, retention_interval_seconds. State from the
+ * queue fill: Warning at 50 %, Critical at 80 %, Shedding when full. Valid until close.
+ */
+const dw_scalable *dw_backup_mgr_scalable(dw_backup_mgr *m);
 
 #ifdef __cplusplus
 }

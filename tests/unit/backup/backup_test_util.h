@@ -47,6 +47,8 @@ __attribute__((unused)) static char *tu_join(const char *a, const char *b)
 	size_t n = strlen(a) + strlen(b) + 2;
 	char *p = malloc(n);
 
+	if (!p)
+		abort();
 	snprintf(p, n, "%s/%s", a, b);
 	return p;
 }
