@@ -72,8 +72,11 @@ static int fail(const char *what, int rc)
 	return dw__exit_for_rc(rc) == DW_EXIT_UNREACHABLE ? DW_EXIT_ERROR : dw__exit_for_rc(rc);
 }
 
-/* "100G", "1.5TiB", "500M", "4096": bytes (powers of 1000 for G, of 1024 for GiB). */
-static int parse_size(const char *s, uint64_t *out)
+/*
+ * "100G", "1.5TiB", "500M", "4096": bytes. K, M, G, T, P are powers of 1000 (a disk's GB), or of
+ * 1024 with "iB" or when binary is set (block sizes: "64K" is 65536).
+ */
+static int parse_size(const char *s, bool binary, uint64_t *out)
 {
 	char *end;
 	double v = strtod(s, &end);
@@ -91,7 +94,7 @@ static int parse_size(const char *s, uint64_t *out)
 		if (strcmp(end, "iB") == 0)
 			m = pow(1024, (double)(u - units + 1));
 		else if (*end == '\0' || strcmp(end, "B") == 0)
-			m = pow(1000, (double)(u - units + 1));
+			m = pow(binary ? 1024 : 1000, (double)(u - units + 1));
 		else
 			return -1;
 	}
@@ -168,7 +171,7 @@ static int cmd_init(int argc, char **argv)
 	optind = 1;
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
-		if (c == 'b' && parse_size(optarg, &v) == 0 && v <= DW_BACKUP_BLOCK_MAX) {
+		if (c == 'b' && parse_size(optarg, true, &v) == 0 && v <= DW_BACKUP_BLOCK_MAX) {
 			cfg.block_size = (uint32_t)v;
 			continue;
 		}
@@ -688,7 +691,7 @@ static int cmd_other(const char *verb, int argc, char **argv)
 			owners = false;
 			break;
 		case 'k':
-			if (parse_size(optarg, &v) < 0 || v > 1000000)
+			if (parse_size(optarg, false, &v) < 0 || v > 1000000)
 				return dw__usage_error(CMD, "--keep-last takes a count (0 = off)");
 			pol.keep_last = (uint32_t)v;
 			break;
@@ -700,7 +703,7 @@ static int cmd_other(const char *verb, int argc, char **argv)
 							    "90d, 12h, 2w (0 = off)");
 			break;
 		case 's':
-			if (parse_size(optarg, &pol.max_bytes) < 0)
+			if (parse_size(optarg, false, &pol.max_bytes) < 0)
 				return dw__usage_error(CMD, "--max-size takes a size such as 100G, "
 							    "500MiB (0 = off)");
 			break;
