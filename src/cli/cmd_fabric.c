@@ -584,6 +584,8 @@ static void sim_print(const dw_fabric_sim_config *c, const dw_fabric_sim_result 
 		cJSON_AddStringToObject(o, "final_topology",
 					dw_fabric_topology_name(r->final_topology));
 		cJSON_AddBoolToObject(o, "views_agree", r->final_alive_views_agree);
+		cJSON_AddNumberToObject(o, "final_size_min", r->final_size_min);
+		cJSON_AddNumberToObject(o, "final_size_max", r->final_size_max);
 		cJSON_AddNumberToObject(o, "packets", (double)r->packets);
 		snprintf(hash, sizeof(hash), "%016llx", (unsigned long long)r->trace_hash);
 		cJSON_AddStringToObject(o, "trace_hash", hash);
@@ -630,9 +632,10 @@ static void sim_print(const dw_fabric_sim_config *c, const dw_fabric_sim_result 
 	ROLE("leader", r->msgs_leader, r->bytes_leader, r->expect_leader);
 	ROLE("member", r->msgs_member, r->bytes_member, r->expect_member);
 #undef ROLE
-	printf("final               %u nodes, %s, views %s\n", r->final_nodes,
+	printf("final               %u nodes, %s, views %s (counted %u..%u)\n", r->final_nodes,
 	       dw_fabric_topology_name(r->final_topology),
-	       r->final_alive_views_agree ? "agree" : "disagree");
+	       r->final_alive_views_agree ? "agree" : "disagree", r->final_size_min,
+	       r->final_size_max);
 	printf("packets             %llu\n", (unsigned long long)r->packets);
 	printf("trace hash          %016llx\n", (unsigned long long)r->trace_hash);
 	printf("wall %.2f s, peak RSS %.0f MiB\n", r->wall_s, (double)r->peak_rss_kb / 1024.0);
@@ -744,7 +747,7 @@ static int cmd_sim(int argc, char **argv)
 			return dw__usage_error("fabric", "unknown option %s", argv[optind - 1]);
 		}
 	}
-	if (c.kill + c.pause + c.restart > c.nodes)
+	if (c.kill + c.pause + c.restart > (c.grow_to > c.nodes ? c.grow_to : c.nodes))
 		return dw__usage_error("fabric", "--kill + --pause + --restart exceed --nodes");
 	rc = dw_fabric_limits_validate(&c.limits, err, sizeof(err));
 	if (rc < 0)

@@ -444,12 +444,6 @@ static bool active(dw_fabric *f)
 	return f->join == J_JOINED || f->join == J_SYNCING;
 }
 
-static bool is_gone(dw_fabric *f, const struct member *m)
-{
-	(void)f;
-	return m->gone;
-}
-
 /*
  * A member that left my scope (a leader that stepped down in another group, or everyone outside
  * my group when the cluster turns Federated) is dropped quietly: no event, never announced, but
@@ -898,8 +892,16 @@ static void refute(dw_fabric *f, uint32_t gen, uint32_t ctr)
  * Apply a member record from the wire. direct: it is the sender's own record. Returns the
  * member (or NULL when ignored).
  */
-static struct member *merge(dw_fabric *f, const struct dw__wire_member *r, bool direct)
+enum merge_src {
+	SRC_RELAYED = 0, /* piggybacked: someone else's copy */
+	SRC_DIRECT = 1,	 /* the sender's own record */
+	SRC_PAGE = 2,	 /* a member page from a join or sync */
+};
+
+static struct member *merge(dw_fabric *f, const struct dw__wire_member *r, enum merge_src src)
 {
+	bool direct = src == SRC_DIRECT;
+
 	struct member *m;
 	uint64_t now = now_ns(f);
 	bool leader = r->flags & DW__MEMBER_FLAG_LEADER;
@@ -941,8 +943,22 @@ static struct member *merge(dw_fabric *f, const struct dw__wire_member *r, bool 
 		return m;
 	}
 	cmp = inc_cmp(r->gen, r->ctr, m->gen, m->ctr);
-	if (cmp < 0 || (cmp == 0 && r->state <= m->state))
+	if (m->gone) {
+		/* out of scope for a while: a removal at its incarnation makes it really dead
+		 * (quietly: it was not in my view); it comes back on a newer incarnation, or at the
+		 * same one from itself or a member page, never from someone's stale copy */
+		if (cmp >= 0 && r->state == DW_FABRIC_DEAD) {
+			m->gone = false;
+			m->gen = r->gen;
+			m->ctr = r->ctr;
+			return m;
+		}
+		if (cmp < 0 || (cmp == 0 && src == SRC_RELAYED))
+			return m;
+		m->state = DW_FABRIC_DEAD; /* revived below as a re-added member */
+	} else if (cmp < 0 || (cmp == 0 && r->state <= m->state)) {
 		return m;
+	}
 	if (r->state == DW_FABRIC_SUSPECT && cmp == 0 && m->monitored &&
 	    now - m->evidence_ns < suspect_after(f))
 		return m; /* I hear it myself: not suspect for me */
@@ -1062,11 +1078,26 @@ static void adopt_topology(dw_fabric *f, uint32_t epoch, dw_fabric_topology t)
 			if (live(m) && !in_scope(f, m->id, is_leader_rec(m)))
 				make_gone(f, m, m->gen, m->ctr, m->flags);
 		}
-	} else {
-		compact(f, is_gone); /* everyone is in scope again: relearn them as they speak */
 	}
 	f->roles_dirty = true;
 	roles(f);
+	if (from == DW_FABRIC_FEDERATED && f->low_id != f->m[0].id && active(f)) {
+		/*
+		 * Out of Federated nobody knows everyone: each node shows itself to the coordinator
+		 * now and pulls the coordinator's full view two intervals later, once everyone's
+		 * announcement has arrived there.
+		 */
+		struct member *c = find(f, f->low_id);
+
+		if (c) {
+			send_status(f, c, DW__PKT_UPDATE, 0, NULL);
+			f->join = J_SYNCING;
+			f->sync_from.ip = c->ip;
+			f->sync_from.port = c->port;
+			f->sync_offset = 0;
+			f->next_join_ns = now_ns(f) + 2 * H(f);
+		}
+	}
 	emit_topo(f, DW_FABRIC_EV_SWITCHED, from, t, size, "coordinated switch");
 }
 
@@ -1244,7 +1275,7 @@ static void handle_join(dw_fabric *f, const dw_fabric_addr *from, const struct d
 			return;
 		}
 	}
-	merge(f, jm, true);
+	merge(f, jm, SRC_DIRECT);
 	fill_result(f, &jr, DW__JOIN_OK);
 	send_page(f, from, DW__PKT_JOIN_ACK, jm->id, 0, &jr);
 	coordinate(f);
@@ -1333,7 +1364,7 @@ static void handle_page(dw_fabric *f, const dw_fabric_addr *from, const uint8_t 
 
 		if (it.kind != DW__ITEM_MEMBER)
 			continue;
-		m = merge(f, &it.u.member, first);
+		m = merge(f, &it.u.member, first ? SRC_DIRECT : SRC_PAGE);
 		if (first && m)
 			on_evidence(f, m, now_ns(f));
 		got += !first;
@@ -1447,7 +1478,7 @@ int dw_fabric_receive(dw_fabric *f, const dw_fabric_addr *from, const void *buf,
 		    inc_cmp(it.u.member.gen, it.u.member.ctr, known->gen, known->ctr) <= 0)
 			sender_dead = true;
 		else if (f->join == J_JOINED || f->join == J_SYNCING)
-			sender = merge(f, &it.u.member, true);
+			sender = merge(f, &it.u.member, SRC_DIRECT);
 	}
 	if (sender) {
 		on_evidence(f, sender, now);
@@ -1470,7 +1501,7 @@ int dw_fabric_receive(dw_fabric *f, const dw_fabric_addr *from, const void *buf,
 		if (hdr.type == DW__PKT_JOIN_ACK || hdr.type == DW__PKT_SYNC)
 			continue;
 		if (it.kind == DW__ITEM_MEMBER && active(f)) {
-			merge(f, &it.u.member, false);
+			merge(f, &it.u.member, SRC_RELAYED);
 			if (sender)
 				sender = find(f, hdr.sender); /* merge may narrow the view */
 		} else if (it.kind == DW__ITEM_EVID_REQ && hdr.type == DW__PKT_EVID_REQ)

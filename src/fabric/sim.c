@@ -621,7 +621,8 @@ int dw_fabric_sim_run(const dw_fabric_sim_config *cfg, dw_fabric_sim_result *out
 	memset(out, 0, sizeof(*out));
 	out->convergence_s = -1;
 	if (!cfg || cfg->nodes == 0 || cfg->seconds == 0 || cfg->loss < 0 || cfg->loss >= 1 ||
-	    cfg->kill + cfg->pause + cfg->restart > cfg->nodes)
+	    cfg->kill + cfg->pause + cfg->restart >
+		    (cfg->grow_to > cfg->nodes ? cfg->grow_to : cfg->nodes))
 		return DW_EUSAGE;
 	rc = dw_fabric_limits_validate(&cfg->limits, err, sizeof(err));
 	if (rc < 0)
