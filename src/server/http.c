@@ -3,10 +3,13 @@
  * libmicrohttpd glue for `dwscale serve`: turns MHD's incremental access-handler calls into one
  * complete request for dw__route(), with the request body capped, and sends the reply.
  *
- * Threads and locking: MHD runs an internal thread pool (epoll where available); each connection
- * belongs to one pool thread, so a request's struct req is touched by one thread at a time and
- * needs no lock. Shared state lives in struct dw__server and is only C11 atomics (counters, the
- * in-flight count) read by /metrics and by dw__http_stop with relaxed/acquire ordering.
+ * Threads and locking: MHD runs one thread per connection (plus its listening thread), because
+ * object transfers block: an upload waits on the database through a pipe and a download waits
+ * on its bounded buffer (objects.c), and a blocked thread must stall only its own connection.
+ * HTTP_CONNECTION_LIMIT bounds the threads. A request's struct req is touched by its
+ * connection's thread only and needs no lock. Shared state lives in struct dw__server and is only
+ * C11 atomics (counters, the in-flight count) read by /metrics and by dw__http_stop with
+ * relaxed/acquire ordering.
  *
  * Body cap: a declared Content-Length over max_body is answered 413 as soon as the headers are
  * in, before any of the body is read (MHD then closes the connection instead of reading the
@@ -227,21 +230,21 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 int dw__http_start(struct dw__server *s, const void *addr, size_t addrlen, unsigned threads,
 		   struct MHD_Daemon **out)
 {
-	unsigned flags =
-		MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG | MHD_USE_ITC;
+	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
+			 MHD_USE_AUTO | MHD_USE_ERROR_LOG | MHD_USE_ITC;
 	struct MHD_Daemon *d;
 
 	(void)addrlen;
+	(void)threads; /* one thread per connection; see the header */
 	*out = NULL;
 	if (((const struct sockaddr *)addr)->sa_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
 	d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER,
 			     on_mhd_log, NULL, MHD_OPTION_SOCK_ADDR, (const struct sockaddr *)addr,
-			     MHD_OPTION_THREAD_POOL_SIZE, threads, MHD_OPTION_CONNECTION_LIMIT,
-			     (unsigned)HTTP_CONNECTION_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT,
-			     (unsigned)HTTP_CONNECTION_TIMEOUT, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-			     (size_t)HTTP_CONN_MEMORY, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
-			     MHD_OPTION_END);
+			     MHD_OPTION_CONNECTION_LIMIT, (unsigned)HTTP_CONNECTION_LIMIT,
+			     MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_CONNECTION_TIMEOUT,
+			     MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONN_MEMORY,
+			     MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_END);
 	if (!d)
 		return errno ? -errno : -EADDRINUSE;
 	*out = d;
