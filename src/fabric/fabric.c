@@ -1523,7 +1523,14 @@ int dw_fabric_receive(dw_fabric *f, const dw_fabric_addr *from, const void *buf,
 
 			send_status_addr(f, from, DW__PKT_UPDATE, d);
 		} else if (hdr.flags & DW__PKT_FLAG_ACK_REQ) {
-			send_status_addr(f, from, DW__PKT_ACK, NULL);
+			/* a Federated member that still takes me for its leader learns who leads
+			 * now from my ack */
+			struct member *lead = NULL;
+
+			if (f->topology == DW_FABRIC_FEDERATED && !f->relay && f->hub_id &&
+			    f->hub_id != f->m[0].id)
+				lead = find(f, f->hub_id);
+			send_status_addr(f, from, DW__PKT_ACK, lead);
 		}
 		break;
 	case DW__PKT_JOIN_ACK:

@@ -112,19 +112,19 @@ static void test_loss_no_false_removal(void **state)
 	dw_fabric_sim_result r;
 
 	(void)state;
-	base(&c, DW_FABRIC_MESH, 25, 1800);
+	base(&c, DW_FABRIC_MESH, 25, 1200);
 	c.loss = 0.10;
 	c.kill = 1;
 	run(&c, &r);
 	check_kills(&c, &r);
 
-	base(&c, DW_FABRIC_STAR, 60, 3600);
+	base(&c, DW_FABRIC_STAR, 60, 1800);
 	c.loss = 0.10;
 	c.kill = 1;
 	run(&c, &r);
 	check_kills(&c, &r);
 
-	small_federation(&c, 120, 1200);
+	small_federation(&c, 100, 900);
 	c.loss = 0.10;
 	c.kill = 2;
 	run(&c, &r);
