@@ -556,6 +556,8 @@ int dw_io_set_depth(dw_io_file *f, unsigned depth)
 int dw_io_submit(const dw_io_req *req, dw_io_cb cb, void *arg)
 {
 	struct io_op *op;
+	bool counted = false;
+	uint64_t op_len;
 	dw_io_tier tier;
 	dw_io *io;
 	int rc;
@@ -570,11 +572,12 @@ int dw_io_submit(const dw_io_req *req, dw_io_cb cb, void *arg)
 		return DW_EUSAGE;
 	io = req->file->io;
 	tier = req->tier;
+	op_len = req->op == DW_IO_OP_FSYNC ? 0 : (uint64_t)req->len;
 	if (req->caller) {
-		rc = dw__quota_admit(io->quota, req->caller,
-				     req->op == DW_IO_OP_FSYNC ? 0 : (uint64_t)req->len);
+		rc = dw__quota_admit(io->quota, req->caller, op_len);
 		if (rc < 0)
 			return rc;
+		counted = rc == IO_QUOTA_OK;
 		if (rc == IO_QUOTA_OVER) {
 			bool demote;
 
@@ -591,8 +594,10 @@ int dw_io_submit(const dw_io_req *req, dw_io_cb cb, void *arg)
 		}
 	}
 	op = dw_calloc(1, sizeof(*op));
-	if (!op)
-		return -ENOMEM;
+	if (!op) {
+		rc = -ENOMEM;
+		goto refund;
+	}
 	op->fd = req->file->fd;
 	op->opcode = (uint8_t)req->op;
 	op->tier = (uint8_t)tier;
@@ -602,8 +607,12 @@ int dw_io_submit(const dw_io_req *req, dw_io_cb cb, void *arg)
 	op->cb = cb;
 	op->arg = arg;
 	rc = dw__sched_submit(req->file->d->s, op);
-	if (rc < 0)
-		dw_free(op);
+	if (rc == 0)
+		return 0;
+	dw_free(op);
+refund:
+	if (counted)
+		dw__quota_refund(io->quota, req->caller, op_len);
 	return rc;
 }
 

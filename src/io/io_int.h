@@ -192,6 +192,8 @@ int dw__quota_open(const dw_clock *clock, dw_store *store, uint64_t window_ns, u
 void dw__quota_close(struct io_quota *q);
 /* Admit an op of len bytes for caller: IO_QUOTA_OK (counted), IO_QUOTA_OVER, or negative. */
 int dw__quota_admit(struct io_quota *q, const char *caller, uint64_t len);
+/* Give back an admitted op that never ran (shed or refused by the scheduler). */
+void dw__quota_refund(struct io_quota *q, const char *caller, uint64_t len);
 int dw__quota_set(struct io_quota *q, const char *caller, uint64_t bytes, uint64_t ops);
 int dw__quota_get(struct io_quota *q, const char *caller, uint64_t *bytes, uint64_t *ops);
 void dw__quota_set_defaults(struct io_quota *q, uint64_t window_ns, uint64_t bytes, uint64_t ops);

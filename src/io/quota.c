@@ -229,6 +229,22 @@ out:
 	return rc;
 }
 
+void dw__quota_refund(struct io_quota *q, const char *caller, uint64_t len)
+{
+	struct qent *e;
+	int rc;
+
+	pthread_mutex_lock(&q->lock);
+	e = find(q, caller, false, &rc);
+	/* Same window only: a refund must not reach into a window that has been reset. */
+	if (e && e->window == cur_window(q) && e->used_ops > 0) {
+		e->used_ops--;
+		e->used_bytes = e->used_bytes >= len ? e->used_bytes - len : 0;
+		e->dirty = true;
+	}
+	pthread_mutex_unlock(&q->lock);
+}
+
 int dw__quota_set(struct io_quota *q, const char *caller, uint64_t bytes, uint64_t ops)
 {
 	struct qent *e;

@@ -414,6 +414,64 @@ static void test_quota_persists_in_store(void **state)
 	dw_store_close(st);
 }
 
+static atomic_uint shed_done;
+
+static void count_done(void *arg, int res)
+{
+	(void)arg;
+	(void)res;
+	atomic_fetch_add(&shed_done, 1);
+}
+
+static void test_shed_ops_are_not_charged(void **state)
+{
+	static char buf[256 << 10]; /* slow enough that 4 queued slots overflow */
+	dw_io_config cfg;
+	dw_io_file *f;
+	dw_io *io;
+	uint64_t b, o;
+	unsigned accepted = 0, shed = 0;
+	char path[512];
+
+	(void)state;
+	dw_io_config_default(&cfg);
+	cfg.engine = DW_IO_ENGINE_PSYNC;
+	cfg.depth = 1;
+	cfg.max_queued = 4;
+	cfg.quota_bytes = 1 << 30;
+	assert_int_equal(dw_io_open(&cfg, &io), 0);
+	path_of(path, sizeof(path), "shed.dat");
+	assert_int_equal(dw_io_file_open(io, path, O_RDWR | O_CREAT, 0600, 0, &f), 0);
+	atomic_store(&shed_done, 0);
+	for (int i = 0; i < 400; i++) {
+		dw_io_req r = { .file = f,
+				.op = DW_IO_OP_WRITE,
+				.tier = i % 2 ? DW_IO_LOW : DW_IO_HIGH,
+				.buf = buf,
+				.len = sizeof(buf),
+				.off = 0,
+				.caller = "shedme" };
+		int rc = dw_io_submit(&r, count_done, NULL);
+
+		if (rc == 0)
+			accepted++;
+		else if (rc == DW_ESHED)
+			shed++;
+		else
+			fail_msg("unexpected %d", rc);
+	}
+	while (atomic_load(&shed_done) < accepted)
+		usleep(1000);
+	assert_int_equal(accepted + shed, 400);
+	assert_true(shed > 0 && accepted >= 5);
+	/* whatever was shed was given back: the quota holds exactly what ran */
+	assert_int_equal(dw_io_quota_get(io, "shedme", &b, &o), 0);
+	assert_int_equal(o, accepted);
+	assert_int_equal(b, (uint64_t)accepted * sizeof(buf));
+	dw_io_file_close(f);
+	dw_io_close(io);
+}
+
 /* ---- scalable ------------------------------------------------------------------------------ */
 
 struct lim_find {
@@ -517,6 +575,7 @@ int main(void)
 		cmocka_unit_test(test_bad_input),
 		cmocka_unit_test(test_quota_refuse_and_demote),
 		cmocka_unit_test(test_quota_persists_in_store),
+		cmocka_unit_test(test_shed_ops_are_not_charged),
 		cmocka_unit_test(test_scalable),
 	};
 	return cmocka_run_group_tests(tests, setup_dir, teardown_dir);
