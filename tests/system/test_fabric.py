@@ -12,6 +12,7 @@ import socket
 import subprocess
 import threading
 import time
+import urllib.request
 
 import pytest
 
@@ -207,6 +208,11 @@ def test_agents_kill_pause_restart(dwscale_bin, cluster):
     view = json.loads(r.stdout)
     assert view["cluster_size"] == N_AGENTS
     assert len(view["nodes"]) == N_AGENTS
+    r = run(dwscale_bin, "fabric", "members", "--agent", f"http://{cluster['http']}")
+    assert r.returncode == 0 and f"cluster size {N_AGENTS}" in r.stdout
+    with urllib.request.urlopen(f"http://{cluster['http']}/v1/fabric/events", timeout=5) as resp:
+        events = json.loads(resp.read())
+    assert sum(1 for e in events if e["event"] == "added") == N_AGENTS - 1
 
     # SIGSTOP shorter than (K-1)*H: nobody removes the paused agent
     paused = agents[4]
@@ -257,3 +263,25 @@ def test_wrong_key_refused(dwscale_bin, cluster, tmp_path):
         assert json.loads(r.stdout)["cluster_size"] == N_AGENTS
     finally:
         intruder.stop(signal.SIGKILL)
+
+
+def test_agents_with_packet_loss(dwscale_bin, key_file):
+    """--drop-rate 0.1 drops a tenth of the packets both ways: nobody is removed."""
+    base = free_udp_base(20)
+    agents = []
+    try:
+        agents.append(Agent(dwscale_bin, 1, base, key_file, node_id=2000,
+                            extra=("--drop-rate", "0.1")))
+        time.sleep(0.3)
+        for i in range(2, 7):
+            agents.append(Agent(dwscale_bin, i, base + i, key_file, node_id=2000 + i,
+                                join=agents[0].addr, extra=("--drop-rate", "0.1")))
+        ids = {a.node_id for a in agents}
+        assert wait_until(lambda: all(a.members() == ids - {a.node_id} for a in agents), 20)
+        time.sleep(5 * K * H)
+        for a in agents:
+            assert a.ids("removed") == [], a.idx
+            assert a.members() == ids - {a.node_id}
+    finally:
+        for a in agents:
+            a.stop(signal.SIGKILL)
