@@ -6,9 +6,12 @@
 # scripts/pg.sh when its server binaries are installed (else SQLite only, and it says so). Run by
 # bench/run.sh (make bench), which builds $DW_BENCH_BUILD; run alone it uses build-release the
 # same way.
-#   bench/db.sh [bench_db options: --size 4G --conc-size 1G --threads 64 --objects 1000000 --runs 3]
-# Sizes can also come from the environment for quick runs, e.g.
+#   bench/db.sh [bench_db options: --size 4G --conc-size 1G --threads 64 --objects 1000000
+#                --runs 5 --pg-runs 3]
+# Sizes and runs can also come from the environment for quick runs, e.g.
 #   DW_BENCH_DB_SIZE=256M DW_BENCH_DB_CONC_SIZE=64M DW_BENCH_DB_OBJECTS=20000 bench/db.sh
+# (also DW_BENCH_DB_THREADS, DW_BENCH_DB_RUNS, DW_BENCH_DB_PG_RUNS). The default run takes about
+# 15 minutes on 2 cores, most of it PostgreSQL moving 4 GiB objects.
 # DW_BENCH_DB_PG=0 skips PostgreSQL. Everything (source file, databases, the PostgreSQL data
 # directory; about 3.5x the object size on disk) lives in a temp dir on the real disk under
 # $DW_BENCH_TMPDIR, else $TMPDIR, else /var/tmp, and is removed at the end.
