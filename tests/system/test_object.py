@@ -150,3 +150,27 @@ def test_db_health(dwscale_bin, tmp_path):
     assert doc["strategies"][0]["kind"] == "sqlite"
     r = run(dwscale_bin, "db", "health", "--timeout", "-1", "--data", str(tmp_path))
     assert r.returncode == 2
+
+
+def test_unreachable_backend_names_strategy_and_host(dwscale_bin, tmp_path):
+    r = obj(dwscale_bin, tmp_path / "d", "ls", "--db",
+            "postgresql://dw@127.0.0.1:1/dw?connect_timeout=5")
+    assert r.returncode == 4, r.stderr
+    assert "strategy main" in r.stderr
+    assert "127.0.0.1" in r.stderr
+
+
+@pytest.mark.skipif(not os.environ.get("DW_TEST_PG_URI"),
+                    reason="needs the PostgreSQL server that make test starts (DW_TEST_PG_URI)")
+def test_round_trip_on_postgresql(dwscale_bin, tmp_path):
+    uri = os.environ["DW_TEST_PG_URI"]
+    src = tmp_path / "in.bin"
+    src.write_bytes(os.urandom(700 * 1024))
+    key = f"sys/{os.getpid()}/obj"
+    r = obj(dwscale_bin, tmp_path / "d", "put", key, str(src), "--db", uri)
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run([dwscale_bin, "object", "get", key, "--db", uri, "--data",
+                        str(tmp_path / "d")], capture_output=True)
+    assert r.returncode == 0
+    assert r.stdout == src.read_bytes()
+    assert obj(dwscale_bin, tmp_path / "d", "rm", key, "--db", uri).returncode == 0
