@@ -35,6 +35,7 @@
 #include "dwscale/config.h"
 #include "dwscale/core.h"
 #include "dwscale/db.h"
+#include "dwscale/io.h"
 #include "dwscale/scalable.h"
 #include "dwscale/store.h"
 #include "dwscale/token.h"
@@ -334,6 +335,9 @@ int dw__cmd_serve(int argc, char **argv)
 	bool cache_registered = false;
 	dw_db *db = NULL;
 	bool db_registered = false;
+	dw_io *io = NULL;
+	dw_scalable io_sc;
+	bool io_registered = false;
 
 	/* Block the stop signals first: MHD's threads inherit the mask, so the signals are only
 	 * ever taken by sigwait() below, and one that arrives during start-up waits there. */
@@ -474,6 +478,29 @@ int dw__cmd_serve(int argc, char **argv)
 	db_registered = true;
 	srv->db = db;
 
+	/* The I/O scheduler: schedulers per device appear as files on them are used; quotas are
+	 * kept in the node's store. */
+	{
+		dw_io_config icfg;
+
+		dw_io_config_default(&icfg);
+		icfg.store = store;
+		rc = dw_io_open(&icfg, &io);
+		if (rc < 0) {
+			ret = fail(DW_EXIT_ERROR, "cannot open the I/O manager: %s",
+				   dw_strerror(rc));
+			goto out;
+		}
+		dw_io_scalable(io, &io_sc);
+		rc = dw_registry_add(srv->reg, &io_sc);
+		if (rc < 0) {
+			ret = fail(DW_EXIT_ERROR, "cannot register the io subsystem: %s",
+				   dw_strerror(rc));
+			goto out;
+		}
+		io_registered = true;
+	}
+
 	dw_log(DW_LOG_INFO, "serve", "admin_token", "file=%s created=%s",
 	       dw_log_quote(o.admin_token_file, q, sizeof(q)), created ? "yes" : "no");
 	rc = dw__http_start(srv, &ss, sslen, SERVE_THREADS, &mhd);
@@ -510,6 +537,9 @@ int dw__cmd_serve(int argc, char **argv)
 out:
 	if (mhd)
 		dw__http_stop(srv, mhd, 0);
+	if (io_registered)
+		dw_registry_remove(srv->reg, io_sc.name);
+	dw_io_close(io);
 	if (db_registered)
 		dw_registry_remove(srv->reg, dw_db_scalable(db)->name);
 	dw_db_close(db);
