@@ -144,14 +144,17 @@ typedef struct dw_backup_restore_opts {
 	bool owners;	    /* restore owners (needs privilege; EPERM is ignored); default true */
 	dw_backup_warn_fn warn; /* entries that could not be restored */
 	void *arg;
+	unsigned threads; /* file writers, 0 = 8 (creating files mostly waits on the journal) */
 } dw_backup_restore_opts;
 
 void dw_backup_restore_opts_default(dw_backup_restore_opts *o);
 
 /*
  * Restore backup id ("latest" = the newest backup). Every block is verified against its SHA-256
- * before it is written. DW_ENOTFOUND for an unknown id, DW_EEXIST if the target is not empty,
- * DW_ECORRUPT if data fails verification (the restore stops). Stats count what was restored.
+ * before it is written. Files are written by a pool of threads; a directory's metadata is set
+ * once nothing more is created in it, and on failure the restore stops as soon as it can.
+ * DW_ENOTFOUND for an unknown id, DW_EEXIST if the target is not empty, DW_ECORRUPT if data fails
+ * verification (the restore stops). Stats count what was restored.
  */
 int dw_backup_restore(dw_backup_repo *r, const char *id, const dw_backup_restore_opts *o,
 		      dw_backup_stats *out);

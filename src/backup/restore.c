@@ -20,6 +20,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,7 +31,10 @@
 
 #include "backup/backup_int.h"
 
-#define DIRSTACK_MAX 1024
+#define DIRSTACK_MAX	    1024
+#define RESTORE_THREADS_MAX 64
+/* Creating a file costs a journal update that mostly waits; writers overlap those waits. */
+#define RESTORE_THREADS_DEFAULT 8
 
 void dw_backup_restore_opts_default(dw_backup_restore_opts *o)
 {
@@ -82,25 +86,54 @@ struct dstack_ent {
 	struct timespec times[2];
 };
 
+struct rtask {
+	char *path;
+	uint32_t mode, uid, gid;
+	struct timespec ts[2];
+	struct dw__bref *refs;
+	uint32_t nrefs;
+	struct dw__file_end fe;
+};
+
+#define RQ_CAP	     128	  /* files queued for the writers */
+#define RQ_REFS_MAX  (1u << 18)	  /* block references queued, in all */
+#define PENDING_MAX  4096	  /* finished directories whose metadata waits for a drain */
+#define INLINE_BYTES (256u << 20) /* larger files are restored by the reading thread */
+
 struct rst {
 	dw_backup_repo *r;
 	const dw_backup_restore_opts *o;
 	int tfd;
 	struct dstack_ent *st;
 	size_t n;
-	dw_backup_stats stats;
+	struct dstack_ent *pending; /* popped directories, metadata not applied yet */
+	size_t npending;
+	dw_backup_stats stats; /* protected by mu */
 	bool owners;
+	char (*chain)[DW_BACKUP_ID_MAX];
+	uint16_t chain_len;
+	uint32_t block_size;
+
+	pthread_mutex_t mu;
+	pthread_cond_t cv_put, cv_get, cv_idle;
+	struct rtask *q[RQ_CAP];  /* protected by mu */
+	unsigned qhead, qn, busy; /* protected by mu */
+	size_t qrefs;		  /* protected by mu */
+	bool stop;		  /* protected by mu */
+	int err;		  /* protected by mu: first writer error */
 };
 
 static void rwarn(struct rst *s, const char *path, int err)
 {
 	char q[512];
 
+	pthread_mutex_lock(&s->mu);
 	s->stats.unreadable++;
 	dw_log(DW_LOG_WARN, "backup", "restore_skip", "path=%s err=%s",
 	       dw_log_quote(path, q, sizeof(q)), dw_err_name(err));
 	if (s->o->warn)
 		s->o->warn(s->o->arg, path, err);
+	pthread_mutex_unlock(&s->mu);
 }
 
 static void meta_times(const struct dw__entry *e, struct timespec ts[2])
@@ -117,9 +150,8 @@ static void chown_at(struct rst *s, const char *path, uint32_t uid, uint32_t gid
 		rwarn(s, path, -errno);
 }
 
-static int dstack_pop(struct rst *s)
+static void dir_apply(struct rst *s, struct dstack_ent *d)
 {
-	struct dstack_ent *d = &s->st[--s->n];
 	const char *p = d->path;
 
 	chown_at(s, p, d->uid, d->gid, 0);
@@ -128,6 +160,174 @@ static int dstack_pop(struct rst *s)
 	if (utimensat(s->tfd, p, d->times, 0) < 0)
 		rwarn(s, p, -errno);
 	dw_free(d->path);
+	d->path = NULL;
+}
+
+/* ---- writer pool ------------------------------------------------------------------------------
+ */
+
+static void task_free(struct rtask *t)
+{
+	if (!t)
+		return;
+	dw_free(t->path);
+	dw_free(t->refs);
+	dw_free(t);
+}
+
+/* Write one file from its block references (any thread). */
+static int write_task(struct rst *s, struct dw__preader *pr, uint8_t *buf, const struct rtask *t)
+{
+	uint8_t fsha[DW__SHA_LEN];
+	EVP_MD_CTX *sha = EVP_MD_CTX_new();
+	unsigned int hl = 0;
+	uint64_t total = 0;
+	int fd = -1, rc;
+
+	if (!sha)
+		return -ENOMEM;
+	if (EVP_DigestInit_ex(sha, EVP_sha256(), NULL) != 1) {
+		rc = DW_EBACKEND;
+		goto out;
+	}
+	for (uint32_t i = 0; i < t->nrefs; i++) {
+		EVP_DigestUpdate(sha, t->refs[i].sha, DW__SHA_LEN);
+		total += t->refs[i].ulen;
+	}
+	EVP_DigestFinal_ex(sha, fsha, &hl);
+	if (t->fe.size != total || memcmp(fsha, t->fe.sha, DW__SHA_LEN) != 0) {
+		rc = DW_ECORRUPT;
+		goto out;
+	}
+	fd = openat(s->tfd, t->path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		rc = -errno;
+		goto out;
+	}
+	for (uint32_t i = 0; i < t->nrefs; i++) {
+		rc = dw__pr_read(pr, &t->refs[i], buf, true);
+		if (rc < 0)
+			goto out;
+		rc = dw__write_all(fd, buf, t->refs[i].ulen);
+		if (rc < 0)
+			goto out;
+	}
+	if (t->fe.flags & DW__FILE_PARTIAL)
+		rwarn(s, t->path, -EIO); /* restored as far as it could be read */
+	if (s->owners && fchown(fd, t->uid, t->gid) < 0 && errno != EPERM)
+		rwarn(s, t->path, -errno);
+	if (fchmod(fd, t->mode & 07777) < 0)
+		rwarn(s, t->path, -errno);
+	if (futimens(fd, t->ts) < 0)
+		rwarn(s, t->path, -errno);
+	pthread_mutex_lock(&s->mu);
+	s->stats.files++;
+	s->stats.bytes_total += total;
+	s->stats.blocks_new += t->nrefs;
+	s->stats.bytes_read += total;
+	pthread_mutex_unlock(&s->mu);
+	rc = 0;
+out:
+	if (fd >= 0)
+		close(fd);
+	EVP_MD_CTX_free(sha);
+	return rc;
+}
+
+static void *writer_main(void *arg)
+{
+	struct rst *s = arg;
+	struct dw__preader pr;
+	uint8_t *buf = dw_malloc(s->block_size);
+	int rc = buf ? dw__pr_open(&pr, s->r->dirfd, s->chain, s->chain_len) : -ENOMEM;
+
+	pthread_mutex_lock(&s->mu);
+	if (rc < 0 && !s->err)
+		s->err = rc;
+	while (rc == 0) {
+		struct rtask *t;
+		bool skip;
+
+		while (!s->stop && s->qn == 0)
+			pthread_cond_wait(&s->cv_get, &s->mu);
+		if (s->qn == 0)
+			break; /* stopped and nothing left */
+		t = s->q[s->qhead];
+		s->qhead = (s->qhead + 1) % RQ_CAP;
+		s->qn--;
+		s->qrefs -= t->nrefs;
+		s->busy++;
+		skip = s->err != 0; /* after a failure, queued files are dropped */
+		pthread_cond_broadcast(&s->cv_put);
+		pthread_mutex_unlock(&s->mu);
+
+		rc = skip ? 0 : write_task(s, &pr, buf, t);
+		task_free(t);
+
+		pthread_mutex_lock(&s->mu);
+		s->busy--;
+		if (rc < 0 && !s->err)
+			s->err = rc;
+		rc = 0;
+		pthread_cond_broadcast(&s->cv_idle);
+	}
+	pthread_mutex_unlock(&s->mu);
+	if (buf)
+		dw__pr_close(&pr);
+	dw_free(buf);
+	return NULL;
+}
+
+static int pool_put(struct rst *s, struct rtask *t)
+{
+	int rc;
+
+	pthread_mutex_lock(&s->mu);
+	while (!s->err && (s->qn == RQ_CAP || (s->qn > 0 && s->qrefs + t->nrefs > RQ_REFS_MAX)))
+		pthread_cond_wait(&s->cv_put, &s->mu);
+	rc = s->err;
+	if (rc == 0) {
+		s->q[(s->qhead + s->qn) % RQ_CAP] = t;
+		s->qn++;
+		s->qrefs += t->nrefs;
+		pthread_cond_signal(&s->cv_get);
+	}
+	pthread_mutex_unlock(&s->mu);
+	if (rc < 0)
+		task_free(t);
+	return rc;
+}
+
+/* Wait until every queued file is written; returns the first writer error. */
+static int pool_drain(struct rst *s)
+{
+	int rc;
+
+	pthread_mutex_lock(&s->mu);
+	while (s->qn > 0 || s->busy > 0)
+		pthread_cond_wait(&s->cv_idle, &s->mu);
+	rc = s->err;
+	pthread_mutex_unlock(&s->mu);
+	return rc;
+}
+
+/* Apply the metadata of finished directories, once nothing is being created in them. */
+static int pending_flush(struct rst *s)
+{
+	int rc = pool_drain(s);
+
+	for (size_t i = 0; i < s->npending; i++)
+		dir_apply(s, &s->pending[i]);
+	s->npending = 0;
+	return rc;
+}
+
+/* A directory is finished: its metadata waits until the writers are done with it. */
+static int dstack_pop(struct rst *s)
+{
+	s->pending[s->npending++] = s->st[--s->n];
+	if (s->npending == PENDING_MAX)
+		return pending_flush(s);
 	return 0;
 }
 
@@ -154,8 +354,12 @@ static int dstack_enter(struct rst *s, const char *path)
 {
 	char parent[DW__PATH_MAX];
 
-	while (s->n > 0 && !is_ancestor(s->st[s->n - 1].path, path))
-		dstack_pop(s);
+	while (s->n > 0 && !is_ancestor(s->st[s->n - 1].path, path)) {
+		int rc = dstack_pop(s);
+
+		if (rc < 0)
+			return rc;
+	}
 	parent_of(path, parent, sizeof(parent));
 	if (s->n == 0 || strcmp(s->st[s->n - 1].path, parent) != 0)
 		return DW_ECORRUPT;
@@ -253,8 +457,10 @@ static int restore_file(struct rst *s, struct dw__mreader *m, struct dw__preader
 		rc = dw__write_all(fd, buf, b.ulen);
 		if (rc < 0)
 			goto out;
+		pthread_mutex_lock(&s->mu);
 		s->stats.blocks_new++;
 		s->stats.bytes_read += b.ulen;
+		pthread_mutex_unlock(&s->mu);
 	}
 	if (EVP_DigestFinal_ex(sha, fsha, &hl) != 1) {
 		rc = DW_EBACKEND;
@@ -280,12 +486,74 @@ static int restore_file(struct rst *s, struct dw__mreader *m, struct dw__preader
 		if (futimens(fd, ts) < 0)
 			rwarn(s, e->path, -errno);
 	}
+	pthread_mutex_lock(&s->mu);
 	s->stats.files++;
 	s->stats.bytes_total += total;
+	pthread_mutex_unlock(&s->mu);
 out:
 	if (fd >= 0)
 		close(fd);
 	EVP_MD_CTX_free(sha);
+	return rc;
+}
+
+/* Collect a file's block references from the manifest and queue it for the writers. */
+static int queue_file(struct rst *s, struct dw__mreader *m, const struct dw__entry *e)
+{
+	struct rtask *t = dw_calloc(1, sizeof(*t));
+	struct dw__entry *dummy = NULL;
+	uint32_t cap = 0;
+	int rc;
+
+	if (!t)
+		return -ENOMEM;
+	t->path = dw_strdup(e->path);
+	dummy = dw_malloc(sizeof(*dummy));
+	if (!t->path || !dummy) {
+		rc = -ENOMEM;
+		goto fail;
+	}
+	t->mode = e->mode;
+	t->uid = e->uid;
+	t->gid = e->gid;
+	meta_times(e, t->ts);
+	for (;;) {
+		struct dw__bref b;
+		int k = dw__mr_next(m, dummy, &b, &t->fe);
+
+		if (k < 0) {
+			rc = k;
+			goto fail;
+		}
+		if (k == DW__REC_FILE_END)
+			break;
+		if (k != DW__REC_BLOCK) {
+			rc = DW_ECORRUPT;
+			goto fail;
+		}
+		if (t->nrefs == cap) {
+			uint32_t nc = cap ? 2 * cap : 4;
+			struct dw__bref *nr;
+
+			if (nc > RQ_REFS_MAX) {
+				rc = DW_ETOOBIG; /* grew far past its recorded size */
+				goto fail;
+			}
+			nr = dw_realloc(t->refs, nc * sizeof(*nr));
+			if (!nr) {
+				rc = -ENOMEM;
+				goto fail;
+			}
+			t->refs = nr;
+			cap = nc;
+		}
+		t->refs[t->nrefs++] = b;
+	}
+	dw_free(dummy);
+	return pool_put(s, t);
+fail:
+	dw_free(dummy);
+	task_free(t);
 	return rc;
 }
 
@@ -308,9 +576,15 @@ static int restore_entry(struct rst *s, const struct dw__entry *e)
 			rwarn(s, e->path, -errno);
 		s->stats.symlinks++;
 		return 0;
-	case DW__REC_HARDLINK:
+	case DW__REC_HARDLINK: {
+		int rc;
+
 		if (!path_safe(e->target))
 			return DW_ECORRUPT;
+		rc = pool_drain(s); /* the first name may still be being written */
+		if (rc < 0)
+			return rc;
+	}
 		if (linkat(s->tfd, e->target, s->tfd, e->path, 0) < 0) {
 			rwarn(s, e->path, -errno); /* its first name was not restored */
 			return 0;
@@ -383,18 +657,28 @@ int dw_backup_restore(dw_backup_repo *r, const char *id, const dw_backup_restore
 	char fbuf[DW__PATH_MAX];
 	const char *filter = NULL;
 	uint8_t *buf = NULL;
+	pthread_t th[RESTORE_THREADS_MAX];
+	unsigned nth = 0, want_th;
 	bool mopen = false, propen = false, have_prev = false;
-	int lock = -1, mfd = -1, rc;
+	int lock = -1, mfd = -1, rc, rc2;
 
 	if (!r || !id || !o || !o->target)
 		return DW_EUSAGE;
+	if (o->threads > RESTORE_THREADS_MAX)
+		return DW_ECONFIG;
 	s.owners = o->owners;
+	pthread_mutex_init(&s.mu, NULL);
+	pthread_cond_init(&s.cv_put, NULL);
+	pthread_cond_init(&s.cv_get, NULL);
+	pthread_cond_init(&s.cv_idle, NULL);
 	rc = norm_filter(o->path, fbuf, sizeof(fbuf), &filter);
 	if (rc < 0)
-		return rc;
+		goto out;
 	lock = dw__repo_lock(r, "lock", false, false);
-	if (lock < 0)
-		return lock;
+	if (lock < 0) {
+		rc = lock;
+		goto out;
+	}
 	rc = dw_backup_stat(r, id, &info);
 	if (rc < 0)
 		goto out;
@@ -405,6 +689,9 @@ int dw_backup_restore(dw_backup_repo *r, const char *id, const dw_backup_restore
 	if (rc < 0)
 		goto out;
 	mopen = true;
+	s.chain = m.h.chain;
+	s.chain_len = m.h.chain_len;
+	s.block_size = m.h.block_size;
 	rc = dw__pr_open(&pr, r->dirfd, m.h.chain, m.h.chain_len);
 	if (rc < 0)
 		goto out;
@@ -423,11 +710,21 @@ int dw_backup_restore(dw_backup_repo *r, const char *id, const dw_backup_restore
 		goto out;
 	}
 	s.st = dw_calloc(DIRSTACK_MAX, sizeof(*s.st));
+	s.pending = dw_calloc(PENDING_MAX, sizeof(*s.pending));
 	e = dw_malloc(sizeof(*e));
 	prev = dw_malloc(sizeof(*prev));
 	buf = dw_malloc(m.h.block_size);
-	if (!s.st || !e || !prev || !buf) {
+	if (!s.st || !s.pending || !e || !prev || !buf) {
 		rc = -ENOMEM;
+		goto out;
+	}
+	want_th = o->threads ? o->threads : RESTORE_THREADS_DEFAULT;
+	for (nth = 0; nth < want_th; nth++) {
+		if (pthread_create(&th[nth], NULL, writer_main, &s) != 0)
+			break;
+	}
+	if (nth == 0) {
+		rc = -EAGAIN;
 		goto out;
 	}
 	for (;;) {
@@ -474,7 +771,10 @@ int dw_backup_restore(dw_backup_repo *r, const char *id, const dw_backup_restore
 				goto out;
 		}
 		if (t == DW__REC_FILE) {
-			rc = restore_file(&s, &m, &pr, e, want, buf);
+			if (want && e->size <= INLINE_BYTES)
+				rc = queue_file(&s, &m, e);
+			else
+				rc = restore_file(&s, &m, &pr, e, want, buf);
 			if (rc < 0)
 				goto out;
 			continue;
@@ -489,10 +789,36 @@ int dw_backup_restore(dw_backup_repo *r, const char *id, const dw_backup_restore
 		rc = DW_ECORRUPT;
 		goto out;
 	}
-	while (s.n > (filter ? 1u : 0u))
-		dstack_pop(&s);
-	rc = 0;
+	while (s.n > (filter ? 1u : 0u)) {
+		rc = dstack_pop(&s);
+		if (rc < 0)
+			goto out;
+	}
+	rc = pending_flush(&s);
 out:
+	/* stop the writers: queued files are still written unless a writer failed */
+	pthread_mutex_lock(&s.mu);
+	s.stop = true;
+	if (rc < 0 && !s.err)
+		s.err = rc;
+	pthread_cond_broadcast(&s.cv_get);
+	pthread_cond_broadcast(&s.cv_put);
+	pthread_mutex_unlock(&s.mu);
+	for (unsigned i = 0; i < nth; i++)
+		pthread_join(th[i], NULL);
+	while (s.qn > 0) { /* left by a failure */
+		task_free(s.q[s.qhead]);
+		s.qhead = (s.qhead + 1) % RQ_CAP;
+		s.qn--;
+	}
+	rc2 = s.err;
+	if (rc == 0 && rc2 < 0)
+		rc = rc2;
+	if (s.pending) {
+		for (size_t i = 0; i < s.npending; i++)
+			dw_free(s.pending[i].path);
+		dw_free(s.pending);
+	}
 	if (s.st) {
 		while (s.n > 0)
 			dw_free(s.st[--s.n].path);
@@ -513,6 +839,10 @@ out:
 		close(s.tfd);
 	if (lock >= 0)
 		close(lock);
+	pthread_cond_destroy(&s.cv_idle);
+	pthread_cond_destroy(&s.cv_get);
+	pthread_cond_destroy(&s.cv_put);
+	pthread_mutex_destroy(&s.mu);
 	return rc;
 }
 
