@@ -129,10 +129,9 @@ struct dw__wire_hdr {
 	uint64_t seq;
 };
 
-/* The keyring prepared for MACs: one initialised HMAC context per key. */
+/* The keyring prepared for MACs: precomputed HMAC states per key. */
 struct dw__wire_keys {
-	void *mac;		       /* EVP_MAC * */
-	void *ctx[DW_FABRIC_MAX_KEYS]; /* EVP_MAC_CTX *, keyed */
+	void *ctx[DW_FABRIC_MAX_KEYS]; /* struct hmac_key * (wire.c) */
 	uint32_t ids[DW_FABRIC_MAX_KEYS];
 	size_t n;
 };

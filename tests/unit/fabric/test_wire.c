@@ -15,6 +15,8 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 
 #include "fabric/fabric_int.h"
 
@@ -149,6 +151,26 @@ static void test_roundtrip(void **state)
 		n++;
 	}
 	assert_int_equal(n, 7);
+	dw__wire_keys_release(&k);
+}
+
+/* The tag is standard HMAC-SHA256 (truncated), checked against OpenSSL's own HMAC(). */
+static void test_tag_is_hmac_sha256(void **state)
+{
+	dw_fabric_keyring ring;
+	struct dw__wire_keys k;
+	uint8_t buf[DW__WIRE_MAX_PACKET], mac[EVP_MAX_MD_SIZE];
+	unsigned int maclen = 0;
+	int len;
+
+	(void)state;
+	make_ring(&ring, (uint32_t[]){ 11 }, 1);
+	assert_int_equal(dw__wire_keys_init(&k, &ring), 0);
+	len = build(&k, buf);
+	assert_non_null(HMAC(EVP_sha256(), ring.keys[0].secret, DW_FABRIC_KEY_LEN, buf,
+			     (size_t)len - DW__WIRE_TAG_LEN, mac, &maclen));
+	assert_int_equal(maclen, 32);
+	assert_memory_equal(buf + len - DW__WIRE_TAG_LEN, mac, DW__WIRE_TAG_LEN);
 	dw__wire_keys_release(&k);
 }
 
@@ -417,11 +439,11 @@ static void test_addr(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_roundtrip),     cmocka_unit_test(test_rejects),
-		cmocka_unit_test(test_rotation),      cmocka_unit_test(test_items_bounds),
-		cmocka_unit_test(test_writer_full),   cmocka_unit_test(test_replay_window),
-		cmocka_unit_test(test_keyring_parse), cmocka_unit_test(test_keyring_load),
-		cmocka_unit_test(test_addr),
+		cmocka_unit_test(test_roundtrip),     cmocka_unit_test(test_tag_is_hmac_sha256),
+		cmocka_unit_test(test_rejects),	      cmocka_unit_test(test_rotation),
+		cmocka_unit_test(test_items_bounds),  cmocka_unit_test(test_writer_full),
+		cmocka_unit_test(test_replay_window), cmocka_unit_test(test_keyring_parse),
+		cmocka_unit_test(test_keyring_load),  cmocka_unit_test(test_addr),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
