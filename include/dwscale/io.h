@@ -106,8 +106,9 @@ int dw_io_open(const dw_io_config *cfg, dw_io **out);
 void dw_io_close(dw_io *io);
 
 /* Flags for dw_io_file_open. */
-#define DW_IO_F_DIRECT 0x1u /* try O_DIRECT; falls back to buffered where the filesystem refuses \
-			     */
+#define DW_IO_F_DIRECT                                                            \
+	0x1u /* try O_DIRECT; falls back to buffered where the filesystem refuses \
+	      */
 
 /*
  * Open path with open(2) flags oflags (and mode for O_CREAT) on the scheduler of its device.
@@ -172,7 +173,7 @@ typedef struct dw_io_dev_info {
 	dev_t dev;
 	dw_io_class class_;
 	unsigned depth;	    /* in use */
-	char depth_why[64]; /* "class hdd", "configured", "limit" */
+	char depth_why[64]; /* "class hdd", "calibrated", "configured", "set at run time" */
 	dw_io_engine backend;
 	int uring_errno;  /* 0 if the last io_uring probe succeeded, else -errno */
 	int direct_errno; /* 0 if O_DIRECT works here, -EINVAL if refused, 1 if not tried yet */
@@ -185,6 +186,16 @@ int dw_io_file_info(const dw_io_file *f, dw_io_dev_info *out);
 
 /* Change the depth of f's device at run time (1..DW_IO_DEPTH_MAX; 0 = back to class default). */
 int dw_io_set_depth(dw_io_file *f, unsigned depth);
+
+/*
+ * Record depth as the measured best depth of f's device (dwscale io probe --calibrate): written
+ * to cfg.store (dw://internal/io/depth/<device>) and used, instead of the class default, by this
+ * manager and every later one opened on that store, unless a depth is configured or set. 0
+ * removes it. DW_EUNSUPPORTED without a store.
+ */
+int dw_io_calibrated_depth_set(dw_io_file *f, unsigned depth);
+/* The calibrated depth stored for device (a dw_io_dev_info name); DW_ENOTFOUND if none. */
+int dw_io_calibrated_depth_get(dw_store *st, const char *device, unsigned *depth);
 
 /*
  * Probe without a manager: device class and default depth of the device holding path, io_uring

@@ -34,6 +34,7 @@
 #include "cli/cli.h"
 #include "dwscale/core.h"
 #include "dwscale/io.h"
+#include "dwscale/store.h"
 
 #define JOBS_MAX     8
 #define QD_MAX	     1024
@@ -135,6 +136,9 @@ static uint64_t hist_quantile(const uint64_t *h, uint64_t n, double q)
 
 /* ---- probe -------------------------------------------------------------------------------- */
 
+static int calibrate(const char *path, const char *store_uri, uint64_t step_ns, uint64_t size,
+		     bool json);
+
 static const char *errno_text(int code)
 {
 	return code ? dw_strerror(code) : "";
@@ -144,11 +148,15 @@ static int cmd_probe(int argc, char **argv)
 {
 	static const struct option opts[] = { { "json", no_argument, NULL, 'j' },
 					      { "calibrate", no_argument, NULL, 'c' },
+					      { "store", required_argument, NULL, 'S' },
+					      { "step-ms", required_argument, NULL, 't' },
+					      { "size", required_argument, NULL, 'z' },
 					      { NULL, 0, NULL, 0 } };
 	dw_io_dev_info info;
 	size_t ma = 1, oa = 1;
-	bool json = false;
-	const char *path;
+	bool json = false, calib = false;
+	const char *path, *store = NULL;
+	uint64_t step_ms = 1000, size = DEFAULT_SIZE;
 	int c, rc;
 
 	optind = 1;
@@ -158,8 +166,19 @@ static int cmd_probe(int argc, char **argv)
 			json = true;
 			break;
 		case 'c':
-			fprintf(stderr, "dwscale io probe: --calibrate is not implemented yet\n");
-			return DW_EXIT_ERROR;
+			calib = true;
+			break;
+		case 'S':
+			store = optarg;
+			break;
+		case 't':
+			if (parse_size(optarg, &step_ms) < 0 || step_ms > 60000)
+				return dw__usage_error("io", "--step-ms: 1..60000");
+			break;
+		case 'z':
+			if (parse_size(optarg, &size) < 0 || size < 4096)
+				return dw__usage_error("io", "--size: at least 4k");
+			break;
 		default:
 			return dw__usage_error("io", "unknown option for 'io probe'");
 		}
@@ -167,10 +186,27 @@ static int cmd_probe(int argc, char **argv)
 	if (optind != argc - 1)
 		return dw__usage_error("io", "'io probe' takes one PATH");
 	path = argv[optind];
+	if (calib)
+		return calibrate(path, store, step_ms * DW_NS_PER_MS, size, json);
 	rc = dw_io_probe_path(path, &info, &ma, &oa);
 	if (rc < 0) {
 		fprintf(stderr, "dwscale io probe: %s: %s\n", path, dw_strerror(rc));
 		return rc == -ENOENT ? DW_EXIT_NOTFOUND : DW_EXIT_ERROR;
+	}
+	if (store) {
+		dw_store *st = NULL;
+		unsigned cd = 0;
+
+		rc = dw_store_open(store, &st);
+		if (rc < 0) {
+			fprintf(stderr, "dwscale io probe: store %s: %s\n", store, dw_strerror(rc));
+			return DW_EXIT_ERROR;
+		}
+		if (dw_io_calibrated_depth_get(st, info.name, &cd) == 0) {
+			info.depth = cd;
+			snprintf(info.depth_why, sizeof(info.depth_why), "calibrated");
+		}
+		dw_store_close(st);
 	}
 	if (json) {
 		cJSON *o = cJSON_CreateObject(), *u, *d;
@@ -342,6 +378,66 @@ static void on_done(void *arg, int res)
 	atomic_fetch_sub_explicit(&j->outstanding, 1, memory_order_release);
 }
 
+/* Buffers and state for job i of n on f (file of size bytes). Undo with job_free. */
+static int job_setup(struct job *j, dw_io_file *f, uint64_t size, unsigned i, unsigned n)
+{
+	size_t align = dw_io_file_mem_align(f) > 4096 ? dw_io_file_mem_align(f) : 4096;
+
+	j->f = f;
+	j->nblocks = size / j->bs;
+	j->cursor = j->nblocks / n * i;
+	j->rng = 0x9e3779b97f4a7c15ULL * (i + 1);
+	pthread_mutex_init(&j->lock, NULL);
+	j->slots = dw_calloc(j->qd, sizeof(*j->slots));
+	j->mem = dw_malloc((size_t)j->bs * j->qd + align);
+	if (!j->slots || !j->mem)
+		return -ENOMEM;
+	for (unsigned k = 0; k < j->qd; k++) {
+		uintptr_t base = ((uintptr_t)j->mem + align - 1) & ~(uintptr_t)(align - 1);
+
+		j->slots[k].job = j;
+		j->slots[k].buf = (char *)base + (size_t)k * j->bs;
+		memset(j->slots[k].buf, 0x5a + (int)k, (size_t)j->bs);
+	}
+	return 0;
+}
+
+static void job_free(struct job *j)
+{
+	pthread_mutex_destroy(&j->lock);
+	dw_free(j->slots);
+	dw_free(j->mem);
+	j->slots = NULL;
+	j->mem = NULL;
+}
+
+/* Keep every job's iodepth outstanding for dur_ns, then drain. *elapsed in seconds. */
+static int run_jobs(struct job *jobs, unsigned njobs, uint64_t dur_ns, double *elapsed)
+{
+	uint64_t t_start, t_end;
+	int rc = 0;
+
+	atomic_store(&bench_stop, false);
+	t_start = now_ns();
+	atomic_store(&bench_end_ns, t_start + dur_ns);
+	for (unsigned i = 0; i < njobs && rc >= 0; i++) {
+		for (unsigned k = 0; k < jobs[i].qd && rc >= 0; k++)
+			rc = issue(&jobs[i].slots[k]);
+	}
+	if (rc >= 0) {
+		while (now_ns() < atomic_load(&bench_end_ns))
+			usleep(rc >= 0 && dur_ns < 100 * DW_NS_PER_MS ? 1000 : 10000);
+	}
+	atomic_store_explicit(&bench_stop, true, memory_order_release);
+	t_end = now_ns();
+	for (unsigned i = 0; i < njobs; i++) {
+		while (atomic_load_explicit(&jobs[i].outstanding, memory_order_acquire) > 0)
+			usleep(1000);
+	}
+	*elapsed = (double)(t_end - t_start) / 1e9;
+	return rc;
+}
+
 /* "high:randread:4k:1" */
 static int parse_job(const char *spec, struct job *j)
 {
@@ -453,7 +549,7 @@ static int cmd_bench(int argc, char **argv)
 	dw_io *io = NULL;
 	dw_io_file *f = NULL;
 	const char *rw = "randread", *mix = NULL, *path;
-	uint64_t bs = 4096, size = DEFAULT_SIZE, depth = 0, seconds = 10, t_start, t_end;
+	uint64_t bs = 4096, size = DEFAULT_SIZE, depth = 0, seconds = 10;
 	dw_io_engine engine = DW_IO_ENGINE_AUTO;
 	bool direct = false, json = false;
 	dw_limit_change sets[SETS_MAX];
@@ -584,55 +680,15 @@ static int cmd_bench(int argc, char **argv)
 	dw_io_file_info(f, &info);
 
 	for (unsigned i = 0; i < njobs; i++) {
-		struct job *j = &jobs[i];
-		size_t align = dw_io_file_mem_align(f) > 4096 ? dw_io_file_mem_align(f) : 4096;
-
-		j->f = f;
-		j->nblocks = size / j->bs;
-		j->cursor = j->nblocks / njobs * i;
-		j->rng = 0x9e3779b97f4a7c15ULL * (i + 1);
-		pthread_mutex_init(&j->lock, NULL);
 		ninit++;
-		j->slots = dw_calloc(j->qd, sizeof(*j->slots));
-		j->mem = dw_malloc((size_t)j->bs * j->qd + align);
-		if (!j->slots || !j->mem) {
-			rc = -ENOMEM;
-			goto fail;
-		}
-		for (unsigned k = 0; k < j->qd; k++) {
-			uintptr_t base = ((uintptr_t)j->mem + align - 1) & ~(uintptr_t)(align - 1);
-
-			j->slots[k].job = j;
-			j->slots[k].buf = (char *)base + (size_t)k * j->bs;
-			memset(j->slots[k].buf, 0x5a + (int)k, (size_t)j->bs);
-		}
-	}
-
-	atomic_store(&bench_stop, false);
-	t_start = now_ns();
-	atomic_store(&bench_end_ns, t_start + seconds * DW_NS_PER_SEC);
-	for (unsigned i = 0; i < njobs; i++) {
-		for (unsigned k = 0; k < jobs[i].qd; k++) {
-			rc = issue(&jobs[i].slots[k]);
-			if (rc < 0)
-				break;
-		}
+		rc = job_setup(&jobs[i], f, size, i, njobs);
 		if (rc < 0)
-			break;
+			goto fail;
 	}
-	if (rc >= 0) {
-		while (now_ns() < atomic_load(&bench_end_ns))
-			usleep(10000);
-	}
-	atomic_store_explicit(&bench_stop, true, memory_order_release);
-	t_end = now_ns();
-	for (unsigned i = 0; i < njobs; i++) {
-		while (atomic_load_explicit(&jobs[i].outstanding, memory_order_acquire) > 0)
-			usleep(1000);
-	}
+
+	rc = run_jobs(jobs, njobs, seconds * DW_NS_PER_SEC, &elapsed);
 	if (rc < 0)
 		goto fail;
-	elapsed = (double)(t_end - t_start) / 1e9;
 
 	memset(&wm, 0, sizeof(wm));
 	dw_io_scalable(io, &sc);
@@ -714,12 +770,153 @@ fail:
 out:
 	dw_io_file_close(f);
 	dw_io_close(io);
-	for (unsigned i = 0; i < njobs; i++) {
-		if (i < ninit)
-			pthread_mutex_destroy(&jobs[i].lock);
-		dw_free(jobs[i].slots);
-		dw_free(jobs[i].mem);
+	for (unsigned i = 0; i < ninit; i++)
+		job_free(&jobs[i]);
+	return exit_code;
+}
+
+/* ---- calibrate ---------------------------------------------------------------------------- */
+
+#define CALIB_MAX_DEPTH 256
+#define CALIB_KEEP	0.9 /* smallest depth reaching 90% of the best IOPS: more only adds latency */
+
+/*
+ * 4k random reads (O_DIRECT where the filesystem takes it) at depths 1, 2, 4, ... 256 through
+ * the scheduler; the chosen depth is the smallest whose IOPS reach CALIB_KEEP of the best seen.
+ * With a store, it is recorded for the device and used by later managers on that store.
+ */
+static int calibrate(const char *path, const char *store_uri, uint64_t step_ns, uint64_t size,
+		     bool json)
+{
+	double iops[16] = { 0 }, best = 0, elapsed;
+	unsigned depths[16], n = 0, chosen = 0;
+	char tmp[4096];
+	const char *file = path;
+	dw_io_dev_info info;
+	dw_store *st = NULL;
+	dw_io_config cfg;
+	dw_io_file *f = NULL;
+	dw_io *io = NULL;
+	struct stat sb;
+	bool made = false;
+	int rc, exit_code = DW_EXIT_ERROR;
+
+	if (stat(path, &sb) < 0) {
+		rc = -errno;
+		fprintf(stderr, "dwscale io probe: %s: %s\n", path, dw_strerror(rc));
+		return rc == -ENOENT ? DW_EXIT_NOTFOUND : DW_EXIT_ERROR;
 	}
+	if (S_ISDIR(sb.st_mode)) {
+		if (snprintf(tmp, sizeof(tmp), "%s/.dwscale-calibrate.dat", path) >=
+		    (int)sizeof(tmp))
+			return dw__usage_error("io", "path too long");
+		file = tmp;
+		made = true;
+	} else if ((uint64_t)sb.st_size < size) {
+		size = (uint64_t)sb.st_size / 4096 * 4096;
+		if (size < 4096)
+			return dw__usage_error("io", "%s is too small to calibrate on", path);
+	}
+	if (store_uri) {
+		rc = dw_store_open(store_uri, &st);
+		if (rc < 0) {
+			fprintf(stderr, "dwscale io probe: store %s: %s\n", store_uri,
+				dw_strerror(rc));
+			return DW_EXIT_ERROR;
+		}
+	}
+	dw_io_config_default(&cfg);
+	cfg.store = st;
+	rc = dw_io_open(&cfg, &io);
+	if (rc < 0)
+		goto out;
+	if (made) {
+		rc = lay_out(file, size);
+		if (rc < 0)
+			goto out;
+	}
+	rc = dw_io_file_open(io, file, made ? O_RDWR : O_RDONLY, 0, DW_IO_F_DIRECT, &f);
+	if (rc < 0)
+		goto out;
+	for (unsigned d = 1; d <= CALIB_MAX_DEPTH; d *= 2) {
+		struct job j;
+
+		memset(&j, 0, sizeof(j));
+		j.tier = DW_IO_NORMAL;
+		j.rw = RW_RANDREAD;
+		j.bs = 4096;
+		j.qd = d;
+		rc = dw_io_set_depth(f, d);
+		if (rc < 0)
+			goto out;
+		rc = job_setup(&j, f, size, 0, 1);
+		if (rc == 0)
+			rc = run_jobs(&j, 1, step_ns, &elapsed);
+		if (rc == 0 && j.err)
+			rc = j.err;
+		job_free(&j);
+		if (rc < 0)
+			goto out;
+		depths[n] = d;
+		iops[n] = (double)j.ops / elapsed;
+		if (iops[n] > best)
+			best = iops[n];
+		n++;
+	}
+	for (unsigned i = 0; i < n && !chosen; i++) {
+		if (iops[i] >= CALIB_KEEP * best)
+			chosen = depths[i];
+	}
+	rc = dw_io_set_depth(f, 0);
+	if (rc == 0 && st)
+		rc = dw_io_calibrated_depth_set(f, chosen);
+	if (rc < 0)
+		goto out;
+	dw_io_file_info(f, &info);
+	if (json) {
+		cJSON *o = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(o, "steps");
+		char *txt;
+
+		cJSON_AddStringToObject(o, "path", path);
+		cJSON_AddStringToObject(o, "device", info.name);
+		cJSON_AddStringToObject(o, "class", dw_io_class_name(info.class_));
+		cJSON_AddNumberToObject(o, "class_depth", dw_io_class_depth(info.class_));
+		cJSON_AddNumberToObject(o, "depth", chosen);
+		cJSON_AddBoolToObject(o, "stored", st != NULL);
+		cJSON_AddBoolToObject(o, "direct", dw_io_file_direct(f));
+		for (unsigned i = 0; i < n; i++) {
+			cJSON *e = cJSON_CreateObject();
+
+			cJSON_AddNumberToObject(e, "depth", depths[i]);
+			cJSON_AddNumberToObject(e, "iops", iops[i]);
+			cJSON_AddItemToArray(arr, e);
+		}
+		txt = cJSON_Print(o);
+		if (txt)
+			printf("%s\n", txt);
+		cJSON_free(txt);
+		cJSON_Delete(o);
+	} else {
+		printf("device %s (class %s, class depth %u), 4k random reads, %s\n", info.name,
+		       dw_io_class_name(info.class_), dw_io_class_depth(info.class_),
+		       dw_io_file_direct(f) ? "O_DIRECT" : "buffered");
+		printf("%6s %10s\n", "depth", "IOPS");
+		for (unsigned i = 0; i < n; i++)
+			printf("%6u %10.0f%s\n", depths[i], iops[i],
+			       depths[i] == chosen ? "  <- chosen" : "");
+		printf("depth %u: the smallest reaching %.0f%% of the best%s\n", chosen,
+		       CALIB_KEEP * 100,
+		       st ? "; stored for this device" : " (not stored: no --store)");
+	}
+	exit_code = DW_EXIT_OK;
+out:
+	if (rc < 0)
+		fprintf(stderr, "dwscale io probe: calibrate %s: %s\n", path, dw_strerror(rc));
+	dw_io_file_close(f);
+	dw_io_close(io);
+	dw_store_close(st);
+	if (made)
+		unlink(file);
 	return exit_code;
 }
 

@@ -90,13 +90,17 @@ const struct dw__cmd dw__commands[] = {
 	  "\n"
 	  "Exit status: 0 ok, 1 failure or damage found, 2 usage, 3 no such backup or repository.\n" },
 	{ "io", dw__cmd_io, "probe devices and benchmark the I/O scheduler",
-	  "usage: dwscale io probe PATH [--json]\n"
+	  "usage: dwscale io probe PATH [--calibrate [--step-ms MS] [--size SIZE]] [--store URI]\n"
+	  "                             [--json]\n"
 	  "       dwscale io bench FILE [--rw MODE] [--bs 4k] [--depth N] [--seconds S]\n"
 	  "                             [--size SIZE] [--direct] [--engine auto|io_uring|psync]\n"
 	  "                             [--mix SPEC] [--set NAME=VALUE] [--json]\n"
 	  "\n"
 	  "probe: the device under PATH, its class and the queue depth used and why, whether\n"
 	  "io_uring works here (or the errno that says why not), and O_DIRECT with its alignment.\n"
+	  "--calibrate measures 4k random-read IOPS at depths 1..256 (--step-ms each, default\n"
+	  "1000) and picks the smallest depth within 90% of the best; with --store (e.g.\n"
+	  "sqlite:DIR/store.db) it is stored for the device and used instead of the class depth.\n"
 	  "\n"
 	  "bench: drive the scheduler on FILE (laid out to --size, default 256M) for --seconds\n"
 	  "(default 10) and print per job IOPS, MiB/s, latency p50/p99/p99.9 and longest wait.\n"

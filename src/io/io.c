@@ -38,6 +38,7 @@ struct io_dev {
 	struct io_sched *s;
 	struct io_devprobe probe;
 	unsigned depth_override;       /* protected by io->lock: 0 = config/class */
+	unsigned depth_calibrated;     /* protected by io->lock: 0 = none stored */
 	int uring_errno;	       /* protected by io->lock */
 	int direct_errno;	       /* protected by io->lock: 1 = not tried */
 	uint32_t mem_align, off_align; /* protected by io->lock */
@@ -228,6 +229,8 @@ static unsigned dev_depth_locked(dw_io *io, const struct io_dev *d)
 		return d->depth_override;
 	if (io->cfg.depth)
 		return io->cfg.depth;
+	if (d->depth_calibrated)
+		return d->depth_calibrated;
 	return dw_io_class_depth(d->probe.class_);
 }
 
@@ -297,6 +300,84 @@ switched:
 	return 1;
 }
 
+/* Store key of a device's calibrated depth. */
+static int calib_key(const struct io_dev *d, char *key, size_t cap)
+{
+	int n = snprintf(key, cap, "dw://internal/io/depth/%s", d->probe.name);
+
+	return n < 0 || (size_t)n >= cap ? DW_ETOOBIG : 0;
+}
+
+int dw_io_calibrated_depth_get(dw_store *st, const char *device, unsigned *depth)
+{
+	char key[96];
+	void *val = NULL;
+	size_t len = 0;
+	unsigned long v = 0;
+	int n, rc;
+
+	*depth = 0;
+	if (!st || !device)
+		return DW_EUSAGE;
+	n = snprintf(key, sizeof(key), "dw://internal/io/depth/%s", device);
+	if (n < 0 || (size_t)n >= sizeof(key))
+		return DW_ETOOBIG;
+	rc = dw_store_get(st, key, &val, &len);
+	if (rc < 0)
+		return rc;
+	if (sscanf(val, "%lu", &v) != 1 || v < 1 || v > DW_IO_DEPTH_MAX)
+		rc = DW_ECORRUPT;
+	else
+		*depth = (unsigned)v;
+	dw_free(val);
+	return rc;
+}
+
+/* The depth `dwscale io probe --calibrate` stored for this device, or 0. */
+static unsigned load_calibrated(dw_io *io, const struct io_dev *d)
+{
+	unsigned v = 0;
+	int rc;
+
+	if (!io->cfg.store)
+		return 0;
+	rc = dw_io_calibrated_depth_get(io->cfg.store, d->probe.name, &v);
+	if (rc == DW_ECORRUPT)
+		dw_log(DW_LOG_WARN, "io", "calibrated_depth_corrupt", "dev=%s", d->probe.name);
+	return rc == 0 ? v : 0;
+}
+
+int dw_io_calibrated_depth_set(dw_io_file *f, unsigned depth)
+{
+	dw_io *io;
+	char key[96], val[16];
+	int rc, n;
+
+	if (!f || depth > DW_IO_DEPTH_MAX)
+		return DW_EUSAGE;
+	io = f->io;
+	if (!io->cfg.store)
+		return DW_EUNSUPPORTED;
+	rc = calib_key(f->d, key, sizeof(key));
+	if (rc < 0)
+		return rc;
+	if (depth) {
+		n = snprintf(val, sizeof(val), "%u", depth);
+		rc = dw_store_put(io->cfg.store, key, val, (size_t)n);
+	} else {
+		rc = dw_store_delete(io->cfg.store, key);
+		if (rc == DW_ENOTFOUND)
+			rc = 0;
+	}
+	if (rc < 0)
+		return rc;
+	pthread_mutex_lock(&io->lock);
+	f->d->depth_calibrated = depth;
+	rc = dw__sched_set_depth(f->d->s, dev_depth_locked(io, f->d));
+	pthread_mutex_unlock(&io->lock);
+	return rc;
+}
+
 /* The device of st_dev, created on first use. */
 static int get_dev(dw_io *io, dev_t dev, struct io_dev **out)
 {
@@ -333,6 +414,7 @@ static int get_dev(dw_io *io, dev_t dev, struct io_dev **out)
 	d->dev = dev;
 	d->direct_errno = 1;
 	dw__probe_device(dev, &d->probe);
+	d->depth_calibrated = load_calibrated(io, d);
 	pthread_mutex_lock(&io->lock);
 	depth = dev_depth_locked(io, d);
 	want = io->cfg.engine;
@@ -523,6 +605,8 @@ int dw_io_file_info(const dw_io_file *f, dw_io_dev_info *out)
 		snprintf(out->depth_why, sizeof(out->depth_why), "set at run time");
 	else if (f->io->cfg.depth)
 		snprintf(out->depth_why, sizeof(out->depth_why), "configured");
+	else if (d->depth_calibrated)
+		snprintf(out->depth_why, sizeof(out->depth_why), "calibrated");
 	else
 		snprintf(out->depth_why, sizeof(out->depth_why), "class %s",
 			 dw_io_class_name(d->probe.class_));

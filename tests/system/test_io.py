@@ -81,3 +81,29 @@ def test_bench_bad_arguments(dwscale_bin, tmp_path):
     assert not os.path.exists(f)
     p = run(dwscale_bin, "io", "bench", str(tmp_path / "no" / "dir.dat"), "--seconds", "1")
     assert p.returncode == 3
+
+
+def test_probe_calibrate_stores_the_depth(dwscale_bin, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    store = "sqlite:" + str(tmp_path / "store.db")
+    p = run(dwscale_bin, "io", "probe", str(data), "--calibrate", "--step-ms", "50",
+            "--size", "8M", "--store", store, "--json", timeout=120)
+    assert p.returncode == 0, p.stderr
+    j = json.loads(p.stdout)
+    depths = [s["depth"] for s in j["steps"]]
+    assert depths == [1, 2, 4, 8, 16, 32, 64, 128, 256]
+    assert j["depth"] in depths and j["stored"] is True
+    best = max(s["iops"] for s in j["steps"])
+    chosen = next(s for s in j["steps"] if s["depth"] == j["depth"])
+    assert chosen["iops"] >= 0.9 * best
+    assert all(s["iops"] < 0.9 * best for s in j["steps"] if s["depth"] < j["depth"])
+    assert os.listdir(data) == []  # the scratch file is gone
+    # a plain probe with the same store reports it
+    q = json.loads(run(dwscale_bin, "io", "probe", str(data), "--store", store, "--json").stdout)
+    assert q["depth"] == j["depth"] and q["depth_why"] == "calibrated"
+    # without a store nothing is kept, and the class depth stays
+    r = run(dwscale_bin, "io", "probe", str(data), "--calibrate", "--step-ms", "20",
+            "--size", "4M")
+    assert r.returncode == 0, r.stderr
+    assert "not stored" in r.stdout

@@ -472,6 +472,72 @@ static void test_shed_ops_are_not_charged(void **state)
 	dw_io_close(io);
 }
 
+static void test_calibrated_depth(void **state)
+{
+	dw_io_config cfg;
+	dw_io_dev_info info;
+	dw_io_file *f;
+	dw_store *st;
+	dw_io *io;
+	unsigned d;
+	char path[512], db[512];
+
+	(void)state;
+	path_of(db, sizeof(db), "calib-store.db");
+	assert_int_equal(dw_store_open(db, &st), 0);
+	dw_io_config_default(&cfg);
+	assert_int_equal(dw_io_open(&cfg, &io), 0);
+	path_of(path, sizeof(path), "calib.dat");
+	assert_int_equal(dw_io_file_open(io, path, O_RDWR | O_CREAT, 0600, 0, &f), 0);
+	assert_int_equal(dw_io_calibrated_depth_set(f, 12), DW_EUNSUPPORTED); /* no store */
+	dw_io_file_close(f);
+	dw_io_close(io);
+
+	cfg.store = st;
+	assert_int_equal(dw_io_open(&cfg, &io), 0);
+	assert_int_equal(dw_io_file_open(io, path, O_RDWR, 0, 0, &f), 0);
+	assert_int_equal(dw_io_file_info(f, &info), 0);
+	assert_int_equal(dw_io_calibrated_depth_get(st, info.name, &d), DW_ENOTFOUND);
+	assert_int_equal(dw_io_calibrated_depth_set(f, DW_IO_DEPTH_MAX + 1), DW_EUSAGE);
+	assert_int_equal(dw_io_calibrated_depth_set(f, 12), 0);
+	assert_int_equal(dw_io_file_info(f, &info), 0);
+	assert_int_equal(info.depth, 12); /* applied at once */
+	assert_string_equal(info.depth_why, "calibrated");
+	dw_io_file_close(f);
+	dw_io_close(io);
+
+	/* a later manager on the same store starts with it */
+	assert_int_equal(dw_io_open(&cfg, &io), 0);
+	assert_int_equal(dw_io_file_open(io, path, O_RDWR, 0, 0, &f), 0);
+	assert_int_equal(dw_io_file_info(f, &info), 0);
+	assert_int_equal(info.depth, 12);
+	assert_int_equal(dw_io_calibrated_depth_get(st, info.name, &d), 0);
+	assert_int_equal(d, 12);
+	/* a run-time setting still wins, and 0 removes the calibration */
+	assert_int_equal(dw_io_set_depth(f, 3), 0);
+	assert_int_equal(dw_io_calibrated_depth_set(f, 0), 0);
+	assert_int_equal(dw_io_file_info(f, &info), 0);
+	assert_int_equal(info.depth, 3);
+	assert_int_equal(dw_io_set_depth(f, 0), 0);
+	assert_int_equal(dw_io_file_info(f, &info), 0);
+	assert_int_equal(info.depth, dw_io_class_depth(info.class_));
+	assert_int_equal(dw_io_calibrated_depth_get(st, info.name, &d), DW_ENOTFOUND);
+	dw_io_file_close(f);
+	dw_io_close(io);
+
+	/* a configured depth wins over a calibrated one */
+	cfg.depth = 5;
+	assert_int_equal(dw_io_open(&cfg, &io), 0);
+	assert_int_equal(dw_io_file_open(io, path, O_RDWR, 0, 0, &f), 0);
+	assert_int_equal(dw_io_calibrated_depth_set(f, 40), 0);
+	assert_int_equal(dw_io_file_info(f, &info), 0);
+	assert_int_equal(info.depth, 5);
+	assert_string_equal(info.depth_why, "configured");
+	dw_io_file_close(f);
+	dw_io_close(io);
+	dw_store_close(st);
+}
+
 /* ---- scalable ------------------------------------------------------------------------------ */
 
 struct lim_find {
@@ -576,6 +642,7 @@ int main(void)
 		cmocka_unit_test(test_quota_refuse_and_demote),
 		cmocka_unit_test(test_quota_persists_in_store),
 		cmocka_unit_test(test_shed_ops_are_not_charged),
+		cmocka_unit_test(test_calibrated_depth),
 		cmocka_unit_test(test_scalable),
 	};
 	return cmocka_run_group_tests(tests, setup_dir, teardown_dir);
