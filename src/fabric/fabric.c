@@ -20,13 +20,22 @@
  *     grow along the path, so evidence is never later than the member's real last packet plus
  *     latency: a node is never removed before K*H after its last sign of life.
  *  3. A node monitors the members the topology makes it heartbeat or be heartbeaten by
- *     (is_monitored()). For those it alone decides: suspect at (K-1)*H of silence, then probe
- *     every H/10 (direct ping + evidence requests to helpers), dead at K*H. The check runs every
- *     H/10, so removal lands in [K*H, K*H + H/10 + latency]. Others learn removals by
- *     dissemination; hubs and leaders push a removal at once, four times H/10 apart.
+ *     (is_monitored()). For those it alone decides: a direct probe every H/10 once a heartbeat
+ *     is H/2 overdue, suspect at (K-1)*H of silence (the probe then carries the suspicion so the
+ *     member can refute, and helpers are asked for their evidence), dead at K*H. The check runs
+ *     every H/10, so removal lands in [K*H, K*H + H/10 + latency]. A monitor that heard the
+ *     member within K*H ignores someone else's removal notice at the same incarnation. Others
+ *     learn removals by dissemination; hubs and leaders push a removal at once, four times.
  *  4. Topology is (epoch, topology); a higher epoch wins everywhere. Only the coordinator (the
  *     lowest id in the cluster: the Star hub, a Federated leader, or the lowest Mesh node) raises
- *     the epoch, so a switch is one coordinated change.
+ *     the epoch, so a switch is one coordinated change. In Star and Mesh the coordinator admits
+ *     every join (others redirect to it), so it counts the cluster exactly and a switch lands on
+ *     its threshold; in Federated the leader of the joiner's group admits it.
+ *  5. Federated views hold the node's group, the leaders and the coordinator only (about
+ *     2*sqrt(N) records), never N: members that leave the scope are kept as quiet tombstones
+ *     ("gone": no event, never announced) so stale copies cannot bring them back.
+ *  6. A node that was stopped (a gap of more than H/2 between two calls) moves every removal
+ *     clock forward by the gap: it judges its peers only on time it was listening.
  *
  * State of a member as seen by a monitor:
  *
