@@ -36,6 +36,7 @@ struct io_op {
 	void *arg;
 	uint64_t enq_ns;  /* when queued */
 	uint64_t disp_ns; /* when handed to the backend */
+	int res;	  /* result, for an op failed by the scheduler itself */
 };
 
 /* ---- backends ------------------------------------------------------------------------------ */

@@ -19,7 +19,9 @@
  *      enough ops complete; nothing is cancelled).
  *   2. Every op is in exactly one place: a tier queue, the backend, or its callback. It moves
  *      queue -> backend in dispatch(), backend -> queue only when the backend refused it
- *      (requeued at the head, once per op), and backend -> callback in dw__sched_complete().
+ *      (requeued at the head, once per op; refused again it goes to `failed`, whose callbacks
+ *      run_failed() calls on the next tick with no lock held), and backend -> callback in
+ *      dw__sched_complete().
  *   3. Switching backend: `switching` stops dispatch; when inflight reaches 0 the pending backend
  *      takes over (swap_backend) and the old one goes to `retired`, closed by the next tick on the
  *      dispatch thread (never on a backend thread, which could not join itself).
@@ -70,6 +72,7 @@ struct io_sched {
 	struct io_backend *be;	    /* protected by lock */
 	struct io_backend *pending; /* protected by lock: switch target */
 	struct io_backend *retired; /* protected by lock: to close on the next tick */
+	struct io_op *failed;	    /* protected by lock: refused twice, callbacks not yet run */
 	bool switching;		    /* protected by lock */
 	int fail_code;		    /* protected by lock: backend failure awaiting reprobe */
 	int last_err;		    /* protected by lock */
@@ -345,10 +348,14 @@ static void dispatch(struct io_sched *s)
 					s->inflight--;
 					st->errors++;
 					st->completed++;
-					pthread_mutex_unlock(&s->lock);
-					op->cb(op->arg, rc);
-					dw_free(op);
-					pthread_mutex_lock(&s->lock);
+					/*
+					 * Not called here: dispatch runs under locks of its callers
+					 * (the manager's, during a depth change). run_failed()
+					 * calls it with no lock held.
+					 */
+					op->res = rc;
+					op->next = s->failed;
+					s->failed = op;
 				} else {
 					requeue(s, op);
 				}
@@ -456,6 +463,24 @@ void dw__sched_complete(struct io_sched *s, struct io_op *op, int res)
 	dw_free(op);
 }
 
+/* Run the callbacks of ops the backend refused twice. No lock held by the caller. */
+static void run_failed(struct io_sched *s)
+{
+	struct io_op *list;
+
+	pthread_mutex_lock(&s->lock);
+	list = s->failed;
+	s->failed = NULL;
+	pthread_mutex_unlock(&s->lock);
+	while (list) {
+		struct io_op *next = list->next;
+
+		list->cb(list->arg, list->res);
+		dw_free(list);
+		list = next;
+	}
+}
+
 static void close_retired(struct io_backend *list)
 {
 	while (list) {
@@ -497,6 +522,7 @@ void dw__sched_tick(struct io_sched *s)
 	pthread_mutex_unlock(&s->lock);
 
 	close_retired(retired);
+	run_failed(s);
 	if (!probe)
 		return;
 	rc = s->reprobe(s->reprobe_ctx, s, failed, &nb);
@@ -509,6 +535,7 @@ void dw__sched_tick(struct io_sched *s)
 	pthread_mutex_lock(&s->lock);
 	dispatch(s);
 	pthread_mutex_unlock(&s->lock);
+	run_failed(s);
 }
 
 void dw__sched_switch(struct io_sched *s, struct io_backend *nb)
@@ -700,6 +727,7 @@ void dw__sched_close(struct io_sched *s)
 	pthread_mutex_unlock(&s->lock);
 	if (s->thread)
 		pthread_join(s->tid, NULL);
+	run_failed(s);
 	retired = s->retired;
 	s->retired = NULL;
 	close_retired(retired);
