@@ -141,6 +141,11 @@ struct dw_fabric {
 	uint32_t reported_size; /* Federated member: cluster size from my leader */
 	uint32_t ngroups;	/* cached from the limits */
 	bool stepped_down;	/* no longer a leader: the other leaders must hear it */
+	/* ids of the members I monitor, so the H/10 check does not walk a whole Federated view
+	 * (a member monitors one leader out of ~200 records) */
+	uint64_t *mon, *mon_scan;
+	size_t nmon, mon_cap;
+	bool mon_overflow;
 
 	enum join_state join;
 	dw_fabric_addr seeds[16];
@@ -519,6 +524,26 @@ static bool is_target(dw_fabric *f, const struct member *m, bool *ack_req)
 	return false;
 }
 
+static int mon_push(dw_fabric *f, uint64_t id)
+{
+	if (f->nmon == f->mon_cap) {
+		size_t ncap = f->mon_cap ? f->mon_cap * 2 : 8;
+		uint64_t *a = dw_realloc(f->mon, ncap * sizeof(*a));
+		uint64_t *b;
+
+		if (!a)
+			return -ENOMEM;
+		f->mon = a;
+		b = dw_realloc(f->mon_scan, ncap * sizeof(*b));
+		if (!b)
+			return -ENOMEM;
+		f->mon_scan = b;
+		f->mon_cap = ncap;
+	}
+	f->mon[f->nmon++] = id;
+	return 0;
+}
+
 static void recompute_roles(dw_fabric *f)
 {
 	struct member *self = &f->m[0];
@@ -580,6 +605,8 @@ static void recompute_roles(dw_fabric *f)
 	self->group = f->topology == DW_FABRIC_FEDERATED ? mygroup : 0;
 	self->group_size = group_alive;
 
+	f->nmon = 0;
+	f->mon_overflow = false;
 	for (size_t i = 0; i < f->n; i++) {
 		struct member *m = &f->m[i];
 		bool mon = is_monitored(f, m);
@@ -587,6 +614,8 @@ static void recompute_roles(dw_fabric *f)
 		if (mon && !m->monitored && m->evidence_ns < now)
 			m->evidence_ns = now; /* grace: a new duty starts its clock now */
 		m->monitored = mon;
+		if (mon && mon_push(f, m->id) < 0)
+			f->mon_overflow = true; /* check() then scans the whole view */
 		if (f->topology == DW_FABRIC_FEDERATED && live(m) && is_leader_rec(m) &&
 		    m->lgroup != mygroup)
 			leaders_sum += m->group_size ? m->group_size : 1; /* not reported yet */
@@ -1501,10 +1530,16 @@ int dw_fabric_receive(dw_fabric *f, const dw_fabric_addr *from, const void *buf,
 				sender = find(f, hdr.sender); /* the view may have been narrowed */
 			}
 			if (sender && it.u.cluster.epoch == f->epoch) {
-				sender->group_size = it.u.cluster.group_size;
-				if (f->topology == DW_FABRIC_FEDERATED && sender->id == f->hub_id)
+				/* recount only on a change: most heartbeats repeat the same */
+				if (sender->group_size != it.u.cluster.group_size) {
+					sender->group_size = it.u.cluster.group_size;
+					f->roles_dirty = true;
+				}
+				if (f->topology == DW_FABRIC_FEDERATED && sender->id == f->hub_id &&
+				    f->reported_size != it.u.cluster.size) {
 					f->reported_size = it.u.cluster.size;
-				f->roles_dirty = true;
+					f->roles_dirty = true;
+				}
 			}
 		}
 		if (hdr.type == DW__PKT_JOIN_ACK || hdr.type == DW__PKT_SYNC)
@@ -1617,12 +1652,18 @@ static void check(dw_fabric *f)
 {
 	uint64_t now = now_ns(f);
 
+	size_t nscan;
+
 	roles(f);
-	for (size_t i = 1; i < f->n; i++) {
-		struct member *m = &f->m[i];
+	/* walk a copy of the monitored ids: declaring one dead recounts roles and the list */
+	nscan = f->mon_overflow ? f->n : f->nmon;
+	if (!f->mon_overflow && f->nmon)
+		memcpy(f->mon_scan, f->mon, f->nmon * sizeof(*f->mon));
+	for (size_t k = 0; k < nscan; k++) {
+		struct member *m = f->mon_overflow ? &f->m[k] : find(f, f->mon_scan[k]);
 		uint64_t age;
 
-		if (!m->monitored || !live(m))
+		if (!m || m == &f->m[0] || !m->monitored || !live(m))
 			continue;
 		age = now > m->evidence_ns ? now - m->evidence_ns : 0;
 		if (age >= dead_after(f)) {
@@ -1847,6 +1888,8 @@ void dw_fabric_close(dw_fabric *f)
 	dw_free(f->index);
 	dw_free(f->replay);
 	dw_free(f->pend);
+	dw_free(f->mon);
+	dw_free(f->mon_scan);
 	pthread_mutex_destroy(&f->lock);
 	dw_free(f);
 }
