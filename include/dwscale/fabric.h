@@ -128,7 +128,8 @@ typedef struct dw_fabric_event {
 	dw_fabric_topology from, to; /* SWITCH_RECOMMENDED, SWITCHED */
 	uint32_t cluster_size;	     /* this node's count of live members */
 	uint64_t last_heard_ns;	     /* REMOVED: this node's last sign of life from it (0: never) */
-	const char *reason;	     /* JOIN_REFUSED, SWITCH_*: one line */
+	bool decided; /* REMOVED: this node decided it (a monitor), else it learnt it from one */
+	const char *reason; /* JOIN_REFUSED, SWITCH_*: one line */
 } dw_fabric_event;
 
 typedef void (*dw_fabric_event_fn)(void *arg, const dw_fabric_event *ev);

@@ -249,7 +249,7 @@ static void to_public(const struct member *m, dw_fabric_member *out)
 	out->group = m->group;
 }
 
-static void emit(dw_fabric *f, dw_fabric_event_type type, const struct member *m)
+static void emit_ev(dw_fabric *f, dw_fabric_event_type type, const struct member *m, bool decided)
 {
 	dw_fabric_event ev;
 
@@ -262,9 +262,15 @@ static void emit(dw_fabric *f, dw_fabric_event_type type, const struct member *m
 		to_public(m, &ev.member);
 		ev.last_heard_ns = m->heard_ns;
 	}
+	ev.decided = decided;
 	ev.from = ev.to = f->topology;
 	ev.cluster_size = f->st.cluster_size;
 	f->cfg.on_event(f->cfg.event_arg, &ev);
+}
+
+static void emit(dw_fabric *f, dw_fabric_event_type type, const struct member *m)
+{
+	emit_ev(f, type, m, false);
 }
 
 static void emit_topo(dw_fabric *f, dw_fabric_event_type type, dw_fabric_topology from,
@@ -909,7 +915,7 @@ static void declare_dead(dw_fabric *f, struct member *m)
 	f->st.detections++;
 	f->st.detect_ema_s = dw_ema_update(&f->detect_ema, age);
 	roles(f);
-	emit(f, DW_FABRIC_EV_REMOVED, m);
+	emit_ev(f, DW_FABRIC_EV_REMOVED, m, true);
 	enqueue(f, m->id);
 	schedule_urgent(f);
 }

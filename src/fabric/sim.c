@@ -305,13 +305,13 @@ static void on_event(void *arg, const dw_fabric_event *ev)
 		if (v->status == N_UP && v->gen == ev->member.generation)
 			return;
 		/*
-		 * An observer that heard from the victim (itself or through a helper) is measured
-		 * from that last sign of life, against the whole window. One that never did (a
-		 * Federated member of another group) learnt the removal from a monitor: it is
-		 * measured from the victim's last delivered packet, against the upper bound only,
-		 * and kept apart from the detection times.
+		 * A monitor that decided the removal is measured from its last sign of life of the
+		 * victim (heard itself or through a helper), against the whole window. A node that
+		 * learnt the removal from a monitor (a Star leaf, a Federated member) is measured
+		 * from the victim's last delivered packet, against the upper bound only, and kept
+		 * apart from the detection times.
 		 */
-		if (ev->last_heard_ns) {
+		if (ev->decided && ev->last_heard_ns) {
 			uint64_t last = ev->last_heard_ns;
 
 			d = (double)(ev->now_ns - last) / 1e9;
