@@ -186,9 +186,19 @@ int dw__uring_open(struct io_sched *s, unsigned depth, struct io_backend **out)
 	if (!u)
 		return -ENOMEM;
 	memset(&params, 0, sizeof(params));
-	params.flags = IORING_SETUP_CQSIZE;
+	/*
+	 * COOP_TASKRUN (5.19): completion work runs when the reaper next enters the kernel, which
+	 * it does to wait anyway, instead of interrupting it. Older kernels refuse the flag.
+	 */
+	params.flags = IORING_SETUP_CQSIZE | IORING_SETUP_COOP_TASKRUN;
 	params.cq_entries = CQ_ENTRIES;
 	rc = io_uring_queue_init_params(SQ_ENTRIES, &u->ring, &params);
+	if (rc == -EINVAL) {
+		memset(&params, 0, sizeof(params));
+		params.flags = IORING_SETUP_CQSIZE;
+		params.cq_entries = CQ_ENTRIES;
+		rc = io_uring_queue_init_params(SQ_ENTRIES, &u->ring, &params);
+	}
 	if (rc < 0) {
 		dw_free(u);
 		return rc;
