@@ -1271,6 +1271,20 @@ usage:
 	return -1;
 }
 
+/* The 1-minute load average: a figure taken on a busy machine should say so. */
+static double loadavg(void)
+{
+	double l = -1;
+	FILE *f = fopen("/proc/loadavg", "r");
+
+	if (f) {
+		if (fscanf(f, "%lf", &l) != 1)
+			l = -1;
+		fclose(f);
+	}
+	return l;
+}
+
 int main(int argc, char **argv)
 {
 	struct strat st[2];
@@ -1295,11 +1309,12 @@ int main(int argc, char **argv)
 		nst++;
 	}
 	printf("bench_db: %s; object %.2f GiB, concurrent %d x %.2f GiB, listing %llu objects, "
-	       "%d runs (%d on PostgreSQL); dwscale %s, SQLite %s\n",
+	       "%d runs (%d on PostgreSQL); dwscale %s, SQLite %s; load average %.1f on %ld "
+	       "CPUs\n",
 	       o.pg ? "sqlite and postgresql" : "sqlite only (no --pg)",
 	       (double)o.size / (1u << 30), o.threads, (double)o.conc_size / (1u << 30),
-	       (unsigned long long)o.objects, o.runs, o.pg_runs, dw_version(),
-	       sqlite3_libversion());
+	       (unsigned long long)o.objects, o.runs, o.pg_runs, dw_version(), sqlite3_libversion(),
+	       loadavg(), sysconf(_SC_NPROCESSORS_ONLN));
 	rc = make_file(file_path, o.size);
 	if (rc < 0) {
 		fprintf(stderr, "bench_db: creating %s: %s\n", file_path, dw_strerror(rc));
@@ -1317,6 +1332,7 @@ int main(int argc, char **argv)
 		if (bench_list(&st[i]) < 0)
 			return 2;
 	}
-	printf("\nbench_db: %d goal(s) missed; %.0f s in all\n", misses, now_s() - t0);
+	printf("\nbench_db: %d goal(s) missed; %.0f s in all; load average now %.1f\n", misses,
+	       now_s() - t0, loadavg());
 	return misses ? 1 : 0;
 }

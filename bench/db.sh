@@ -48,7 +48,7 @@ if [ "${DW_BENCH_DB_PG:-1}" != 0 ] && ls /usr/lib/postgresql/*/bin/initdb >/dev/
 	psql=$(command -v psql || echo "$bindir/psql")
 	"$psql" -X -q -d "$uri" -c "CREATE DATABASE dwscale_list" >/dev/null
 	pgargs=(--pg "$uri" --pg-list "${uri%/*}/dwscale_list" --psql "$psql")
-	echo "db.sh: PostgreSQL $("$bindir/postgres" --version | awk '{print $NF}') at $uri (fsync on)"
+	echo "db.sh: PostgreSQL $("$bindir/postgres" --version | awk '{print $3}') at $uri (fsync on)"
 else
 	echo "db.sh: PostgreSQL not measured (DW_BENCH_DB_PG=0 or no server binaries installed)"
 fi
