@@ -33,7 +33,7 @@ import json, os, statistics, subprocess, sys
 dwscale, data_dir, size = sys.argv[1], sys.argv[2], sys.argv[3]
 quick = "--quick" in sys.argv[4:]
 SECS = 2 if quick else 5
-REPEATS = 1 if quick else 3
+REPEATS = 1 if quick else 5
 path = os.path.join(data_dir, "bench.dat")
 
 
