@@ -107,3 +107,25 @@ def test_probe_calibrate_stores_the_depth(dwscale_bin, tmp_path):
             "--size", "4M")
     assert r.returncode == 0, r.stderr
     assert "not stored" in r.stdout
+
+
+def test_serve_exposes_io_limits(server):
+    doc = server.get_json("/v1/subsystems/io")
+    assert doc["name"] == "io" and doc["state"] == "normal"
+    lim = doc["limits"]
+    assert lim["weight_high"]["value"] == 16 and lim["weight_low"]["value"] == 1
+    assert lim["reprobe_s"]["value"] == 300 and lim["quota_window_s"]["value"] == 3600
+    headers = {"Content-Type": "application/json",
+               "Authorization": f"Bearer {server.admin_token()}"}
+    r = server.request("PUT", "/v1/subsystems/io/limits",
+                       body=json.dumps({"depth": 16, "deadline_low_ms": 200}).encode(),
+                       headers=headers)
+    assert r.status == 200, r.body
+    lim = server.get_json("/v1/subsystems/io")["limits"]
+    assert lim["depth"]["value"] == 16 and lim["deadline_low_ms"]["value"] == 200
+    # thresholds out of order are refused as a whole, nothing applied
+    r = server.request("PUT", "/v1/subsystems/io/limits",
+                       body=json.dumps({"depth": 4, "bp_warning": 0.95}).encode(),
+                       headers=headers)
+    assert r.status == 400
+    assert server.get_json("/v1/subsystems/io")["limits"]["depth"]["value"] == 16
