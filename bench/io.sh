@@ -88,7 +88,8 @@ def job(j, tier):
 
 # Lay the file out once (fio and dwscale then read the same blocks).
 dw("--rw", "randread", "--depth", "1", "--seconds", "1")
-print(f"file {path} size {size}, {SECS} s per run, median of {REPEATS}, O_DIRECT")
+print(f"file {path} size {size}, {SECS} s per run, median of {REPEATS}, O_DIRECT, "
+      f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
 peak = {}
 fails = []
 
@@ -170,5 +171,7 @@ print(f"longest Low wait {w:.3f} s (worst of {REPEATS}; goal <= 1 s) {check('sta
       f"; last run High {hi_iops:.0f} IOPS, Low {lo_iops:.0f} IOPS")
 
 print("\npeak RSS (KiB): " + ", ".join(f"{k} {v}" for k, v in peak.items()))
+print(f"load average at the end {os.getloadavg()[0]:.2f}: figures from a loaded machine "
+      "say more about the machine than about dwscale")
 print("goals missed: " + (", ".join(fails) if fails else "none"))
 PY
