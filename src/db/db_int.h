@@ -75,6 +75,13 @@ struct dw__db_strategy_ops {
 	/* Read chunk seq of version oid into buf (cap >= DW__DB_ROW_MAX); DW_ECONFLICT if gone. */
 	int (*read_chunk)(struct dw__db_strategy *s, int64_t oid, uint64_t seq, void *buf,
 			  size_t cap, size_t *len);
+	/*
+	 * Optional: read exactly len bytes at off within row seq of version oid straight into
+	 * buf (the caller knows the row's length). DW_ECONFLICT if the version is gone. Lets a
+	 * streaming get fill its stream's chunks without a row buffer in between.
+	 */
+	int (*read_part)(struct dw__db_strategy *s, int64_t oid, uint64_t seq, uint64_t off,
+			 void *buf, size_t len);
 	int (*remove)(struct dw__db_strategy *s, const void *key, size_t klen);
 	/*
 	 * Keys with the given prefix, strictly after `after` (NULL: from the start), in binary

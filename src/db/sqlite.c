@@ -723,6 +723,39 @@ out:
 	return rc;
 }
 
+static int sqlite_read_part(struct dw__db_strategy *base, int64_t oid, uint64_t seq, uint64_t off,
+			    void *buf, size_t len)
+{
+	struct sqlite_strategy *s = (struct sqlite_strategy *)base;
+	struct conn *c = conn_get(s);
+	sqlite3_blob *blob = NULL;
+	int rc;
+
+	/* One short read transaction per piece: nothing is held between calls. */
+	rc = sqlite3_blob_open(c->db, "main", "chunks", "data", (oid << SEQ_BITS) | (int64_t)seq, 0,
+			       &blob);
+	if (rc != SQLITE_OK) {
+		rc = (rc & 0xff) == SQLITE_ERROR ? DW_ECONFLICT : map_rc(c->db, rc);
+		if (rc == DW_ECONFLICT)
+			snprintf(tls_err, sizeof(tls_err),
+				 "sqlite: object was overwritten or deleted during the read");
+		goto out;
+	}
+	if (off + len > (uint64_t)sqlite3_blob_bytes(blob)) {
+		snprintf(tls_err, sizeof(tls_err),
+			 "sqlite: chunk row shorter than its object says");
+		rc = DW_ECORRUPT;
+		goto out;
+	}
+	rc = sqlite3_blob_read(blob, buf, (int)len, (int)off);
+	if (rc != SQLITE_OK)
+		rc = (rc & 0xff) == SQLITE_ABORT ? DW_ECONFLICT : map_rc(c->db, rc);
+out:
+	sqlite3_blob_close(blob);
+	conn_put(c);
+	return rc;
+}
+
 static int sqlite_remove(struct dw__db_strategy *base, const void *key, size_t klen)
 {
 	struct sqlite_strategy *s = (struct sqlite_strategy *)base;
@@ -938,6 +971,7 @@ const struct dw__db_strategy_ops dw__db_sqlite_ops = {
 	.put_abort = sqlite_put_abort,
 	.stat = sqlite_stat,
 	.read_chunk = sqlite_read_chunk,
+	.read_part = sqlite_read_part,
 	.remove = sqlite_remove,
 	.list = sqlite_list,
 	.count = sqlite_count,

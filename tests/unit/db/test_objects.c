@@ -308,6 +308,40 @@ static void test_reader_sees_one_version(void **state)
 	free(v2);
 }
 
+static void test_streaming_get_sees_one_version(void **state)
+{
+	struct fixture *f = *state;
+	const dw_scalable *sc = dw_db_scalable(f->db);
+	dw_limit_change small[2] = { { .name = "chunk_size", .value = 65536 },
+				     { .name = "buffer_cap", .value = 65536 } };
+	size_t n = 8 * ROW, got = 0;
+	uint8_t *v1 = pattern(n, 11), *v2 = pattern(n, 12);
+	const void *chunk;
+	size_t len;
+	dw_bbuf *b;
+	char err[128];
+	int rc;
+
+	/* a one-chunk buffer: the producer cannot read ahead past the overwrite */
+	assert_int_equal(sc->ops->reconfigure(sc->self, small, 2, err, sizeof(err)), 0);
+	assert_int_equal(put_mem(f->db, "sg/k", v1, n, NULL), 0);
+	assert_int_equal(dw_db_get(f->db, NULL, "sg/k", 4, NULL, &b), 0);
+	assert_int_equal(dw_bbuf_next(b, &chunk, &len), 1);
+	assert_memory_equal(chunk, v1, len);
+	got = len;
+	assert_int_equal(put_mem(f->db, "sg/k", v2, n, NULL), 0);
+	while ((rc = dw_bbuf_next(b, &chunk, &len)) == 1) {
+		/* whatever arrives before the failure is still version 1 */
+		assert_memory_equal(chunk, v1 + got, len);
+		got += len;
+	}
+	assert_int_equal(rc, DW_ECONFLICT);
+	assert_true(got < n);
+	dw_bbuf_close(b);
+	free(v1);
+	free(v2);
+}
+
 /* A source that fails after `ok` bytes. */
 struct failing {
 	size_t ok, given;
@@ -716,6 +750,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_bad_keys, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_delete, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reader_sees_one_version, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_streaming_get_sees_one_version, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_failed_put_leaves_nothing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_put_killed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pages_and_tokens, setup, teardown),
