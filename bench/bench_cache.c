@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MIT
 /*
- * bench_cache: hit ratio of dw_cache (S3-FIFO) against LRU, and against SIEVE for reference, on
- * real traces and synthetic Zipf workloads; then get-or-put throughput with 1 and 2 threads
- * against a mutex-protected LRU; then peak RSS.
+ * bench_cache: hit ratio of dw_cache (S3-FIFO) against LRU, and against SIEVE and Belady's OPT
+ * for reference, on real traces and synthetic Zipf workloads; then get-or-put throughput with 1
+ * and 2 threads against a mutex-protected LRU; then peak RSS.
  *
  *   bench_cache TRACE_DIR [--quick | --ratio | --throughput]
  *
@@ -13,9 +13,10 @@
  * and max_bytes = 0, so the count is the binding bound as it is for the reference policies. Sizes
  * are 1, 5, 10 and 25 % of the distinct keys. A request is a get; on a miss the key is put.
  *
- * The reference LRU and SIEVE are written here from their definitions: LRU moves a hit to the
- * head and evicts the tail; SIEVE (Zhang et al., NSDI 2024) sets a visited bit on a hit and a
- * hand moving from tail to head clears bits until it finds an unvisited entry to evict.
+ * The OPT column is Belady's offline optimum, the most any policy can hit (delta is dw_cache -
+ * LRU). The reference LRU and SIEVE are written here from their definitions: LRU moves a hit to
+ * the head and evicts the tail; SIEVE (Zhang et al., NSDI 2024) sets a visited bit on a hit and
+ * a hand moving from tail to head clears bits until it finds an unvisited entry to evict.
  */
 #include <errno.h>
 #include <math.h>
@@ -260,6 +261,104 @@ static double ref_ratio(const struct trace *t, size_t cap, bool sieve)
 	return 100.0 * (double)hits / (double)t->n;
 }
 
+/*
+ * Belady's OPT: on a miss with the cache full, evict the entry whose next request is furthest
+ * away. No policy can hit more, so it bounds what "N points above LRU" can mean on a trace: on a
+ * loop or scan over D keys with a cache of C, OPT hits about C/D of the requests.
+ * A max-heap of cached ids keyed by their next request; pos[id] = heap slot or -1.
+ */
+struct opt_heap {
+	uint32_t *key, *id;
+	int32_t *pos;
+	size_t n;
+};
+
+static void opt_swap(struct opt_heap *h, size_t a, size_t b)
+{
+	uint32_t k = h->key[a], x = h->id[a];
+
+	h->key[a] = h->key[b];
+	h->id[a] = h->id[b];
+	h->key[b] = k;
+	h->id[b] = x;
+	h->pos[h->id[a]] = (int32_t)a;
+	h->pos[h->id[b]] = (int32_t)b;
+}
+
+static void opt_fix(struct opt_heap *h, size_t i)
+{
+	while (i > 0 && h->key[(i - 1) / 2] < h->key[i]) {
+		opt_swap(h, i, (i - 1) / 2);
+		i = (i - 1) / 2;
+	}
+	for (;;) {
+		size_t l = 2 * i + 1, r = l + 1, m = i;
+
+		if (l < h->n && h->key[l] > h->key[m])
+			m = l;
+		if (r < h->n && h->key[r] > h->key[m])
+			m = r;
+		if (m == i)
+			break;
+		opt_swap(h, i, m);
+		i = m;
+	}
+}
+
+static double opt_ratio(const struct trace *t, size_t cap)
+{
+	uint32_t *next = malloc(t->n * sizeof(*next));
+	uint32_t *last = malloc(t->distinct * sizeof(*last));
+	struct opt_heap h = { malloc(cap * sizeof(uint32_t)), malloc(cap * sizeof(uint32_t)),
+			      malloc(t->distinct * sizeof(int32_t)), 0 };
+	size_t hits = 0;
+	double r = -1;
+
+	if (!next || !last || !h.key || !h.id || !h.pos)
+		goto out;
+	for (size_t i = 0; i < t->distinct; i++) {
+		last[i] = UINT32_MAX; /* never requested again */
+		h.pos[i] = -1;
+	}
+	for (size_t i = t->n; i-- > 0;) {
+		next[i] = last[t->ids[i]];
+		last[t->ids[i]] = (uint32_t)i;
+	}
+	for (size_t i = 0; i < t->n; i++) {
+		uint32_t x = t->ids[i];
+
+		if (h.pos[x] >= 0) {
+			hits++;
+			h.key[h.pos[x]] = next[i];
+			opt_fix(&h, (size_t)h.pos[x]);
+			continue;
+		}
+		if (h.n == cap) {
+			h.pos[h.id[0]] = -1;
+			h.n--;
+			if (h.n > 0) {
+				h.key[0] = h.key[h.n];
+				h.id[0] = h.id[h.n];
+				h.pos[h.id[0]] = 0;
+				opt_fix(&h, 0);
+			}
+		}
+		h.key[h.n] = next[i];
+		h.id[h.n] = x;
+		h.pos[x] = (int32_t)h.n;
+		h.n++;
+		opt_fix(&h, h.n - 1);
+	}
+	r = 100.0 * (double)hits / (double)t->n;
+out:
+	free(next);
+	free(last);
+	free(h.key);
+	free(h.id);
+	free(h.pos);
+	return r;
+}
+
 /* ---- dw_cache -------------------------------------------------------------------------------- */
 
 static double dw_ratio(const struct trace *t, size_t cap)
@@ -425,15 +524,16 @@ static void run_table(const struct trace *t, size_t distinct_for_size)
 {
 	for (size_t i = 0; i < sizeof(pcts) / sizeof(pcts[0]); i++) {
 		size_t cap = distinct_for_size * (size_t)pcts[i] / 100;
-		double lru, sieve, dw;
+		double lru, sieve, dw, opt;
 
 		if (cap < 2)
 			cap = 2;
 		lru = ref_ratio(t, cap, false);
 		sieve = ref_ratio(t, cap, true);
 		dw = dw_ratio(t, cap);
-		printf("%-12s %4d%% %8zu %8.2f %8.2f %8.2f %+7.2f\n", t->name, pcts[i], cap, lru,
-		       sieve, dw, dw - lru);
+		opt = opt_ratio(t, cap);
+		printf("%-12s %4d%% %8zu %8.2f %8.2f %8.2f %+7.2f %8.2f\n", t->name, pcts[i], cap,
+		       lru, sieve, dw, dw - lru, opt);
 		cells++;
 		if (dw < lru - 0.005)
 			below_lru++;
@@ -556,8 +656,8 @@ int main(int argc, char **argv)
 	if (tp_only)
 		goto tp;
 	printf("hit ratio (%%): a get per request, put on miss; size = %% of distinct keys\n");
-	printf("%-12s %5s %8s %8s %8s %8s %7s\n", "trace", "size", "entries", "LRU", "SIEVE",
-	       "dw_cache", "delta");
+	printf("%-12s %5s %8s %8s %8s %8s %7s %8s\n", "trace", "size", "entries", "LRU", "SIEVE",
+	       "dw_cache", "delta", "OPT");
 	for (int pass = 0; pass < 2; pass++) {
 		size_t cnt = pass == 0 ? sizeof(lirs_names) / sizeof(lirs_names[0])
 				       : sizeof(c2k_names) / sizeof(c2k_names[0]);

@@ -271,6 +271,42 @@ static void test_small_share_adapts(void **state)
 	dw_cache_close(c);
 }
 
+/*
+ * Rule 2a: main keeps LRU order. With 10 entries small holds one; a key put and then read is
+ * promoted to main by the next put, which then evicts from main. a1..a9 sit in main, a1 oldest;
+ * a5 and then a1 are read. In LRU order a1 is now the newest and a5 leaves first; in the FIFO
+ * order of plain S3-FIFO a1 (met first at the tail) goes back to the head first and leaves
+ * before a5, so after these 16 evictions neither would be left.
+ */
+static void test_main_keeps_lru_order(void **state)
+{
+	dw_cache *c = open_cache(10, 0, NULL, 0);
+	int a1, a5;
+
+	for (unsigned k = 0; k < 10; k++) {
+		assert_int_equal(put_u(c, k, 1), 0);
+		assert_int_equal(has_u(c, k), 1);
+	}
+	/* this put moves k0..k9 to main and evicts k0, main's oldest */
+	assert_int_equal(put_u(c, 100, 1), 0);
+	assert_int_equal(metric(c, "main_entries"), 9);
+	assert_int_equal(has_u(c, 5), 1);
+	assert_int_equal(has_u(c, 1), 1);
+	/* each put promotes the previous key (read once) and evicts one entry from main */
+	for (unsigned k = 101; k < 117; k++) {
+		assert_int_equal(has_u(c, k - 1), 1);
+		assert_int_equal(put_u(c, k, 1), 0);
+		check_bounds(c);
+	}
+	a1 = has_u(c, 1);
+	a5 = has_u(c, 5);
+	print_message("after the evictions: k1 %s, k5 %s\n", a1 ? "kept" : "gone",
+		      a5 ? "kept" : "gone");
+	assert_int_equal(a1, 1);
+	assert_int_equal(a5, 0);
+	dw_cache_close(c);
+}
+
 /* Hits of an LRU of cap entries (cap <= 128) on trace, counted from request `from` on. */
 static unsigned lru_hits(const unsigned *trace, size_t n, size_t cap, size_t from)
 {
@@ -940,6 +976,7 @@ int main(void)
 		cmocka_unit_test(test_ghost_readmits_to_main),
 		cmocka_unit_test(test_small_share_adapts),
 		cmocka_unit_test(test_recency_mode_tracks_lru),
+		cmocka_unit_test(test_main_keeps_lru_order),
 		cmocka_unit_test(test_ttl),
 		cmocka_unit_test(test_ttl_eviction_counts_expirations),
 		cmocka_unit_test(test_resize),
