@@ -33,8 +33,9 @@ struct dw_db_reader {
 	uint8_t *row;
 	size_t row_len, row_off;
 	EVP_MD_CTX *md;
-	size_t skip; /* bytes of the first row to skip (ranged reads) */
-	int err;     /* sticky */
+	size_t skip;		      /* bytes of the first row to skip (ranged reads) */
+	struct dw__db_cursor *cursor; /* streaming get on a strategy with cursors */
+	int err;		      /* sticky */
 };
 
 _Thread_local char dw__db_err[768];
@@ -750,6 +751,8 @@ void dw_db_reader_close(dw_db_reader *r)
 	if (!r)
 		return;
 	atomic_fetch_sub_explicit(&r->db->readers_open, 1, memory_order_relaxed);
+	if (r->cursor)
+		r->slot->s->ops->cursor_close(r->cursor);
 	dw__db_info_clear(&r->info);
 	EVP_MD_CTX_free(r->md);
 	dw_free(r->row);
@@ -777,9 +780,16 @@ static ssize_t reader_read(void *ctx, void *buf, size_t len)
 	size_t n;
 	int rc;
 
-	if (s->ops->read_part) {
+	if (s->ops->cursor_open) {
 		if (r->err)
 			return r->err;
+		if (!r->cursor) {
+			rc = s->ops->cursor_open(s, r->info.oid, &r->cursor);
+			if (rc < 0) {
+				dw__db_fail(r->slot, rc);
+				return r->err = rc;
+			}
+		}
 		for (;;) {
 			size_t rl;
 
@@ -798,7 +808,7 @@ static ssize_t reader_read(void *ctx, void *buf, size_t len)
 		n = row_length(r, r->seq) - r->row_off;
 		if (n > len)
 			n = len;
-		rc = s->ops->read_part(s, r->info.oid, r->seq, r->row_off, buf, n);
+		rc = s->ops->cursor_read(r->cursor, r->seq, r->row_off, buf, n);
 		if (rc < 0) {
 			dw__db_fail(r->slot, rc);
 			return r->err = rc;

@@ -56,6 +56,7 @@ typedef int (*dw__db_list_fn)(void *arg, const struct dw__db_info *info);
 
 struct dw__db_strategy;
 struct dw__db_put;
+struct dw__db_cursor;
 
 struct dw__db_strategy_ops {
 	const char *kind; /* "sqlite", "postgresql" */
@@ -76,12 +77,15 @@ struct dw__db_strategy_ops {
 	int (*read_chunk)(struct dw__db_strategy *s, int64_t oid, uint64_t seq, void *buf,
 			  size_t cap, size_t *len);
 	/*
-	 * Optional: read exactly len bytes at off within row seq of version oid straight into
-	 * buf (the caller knows the row's length). DW_ECONFLICT if the version is gone. Lets a
-	 * streaming get fill its stream's chunks without a row buffer in between.
+	 * Optional cursor over the rows of one version, for a streaming get: read exactly len
+	 * bytes at off within row seq straight into buf (the caller knows the row's length).
+	 * DW_ECONFLICT if the version is gone. A cursor may keep a read snapshot across calls for
+	 * a bounded number of rows (see sqlite.c), never for the whole object.
 	 */
-	int (*read_part)(struct dw__db_strategy *s, int64_t oid, uint64_t seq, uint64_t off,
-			 void *buf, size_t len);
+	int (*cursor_open)(struct dw__db_strategy *s, int64_t oid, struct dw__db_cursor **out);
+	int (*cursor_read)(struct dw__db_cursor *c, uint64_t seq, uint64_t off, void *buf,
+			   size_t len);
+	void (*cursor_close)(struct dw__db_cursor *c);
 	int (*remove)(struct dw__db_strategy *s, const void *key, size_t klen);
 	/*
 	 * Keys with the given prefix, strictly after `after` (NULL: from the start), in binary

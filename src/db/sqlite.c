@@ -723,37 +723,102 @@ out:
 	return rc;
 }
 
-static int sqlite_read_part(struct dw__db_strategy *base, int64_t oid, uint64_t seq, uint64_t off,
-			    void *buf, size_t len)
+/*
+ * A cursor for a streaming get: its own read-only connection and one blob handle, moved from
+ * row to row with sqlite3_blob_reopen (no statement is compiled per row, which is what makes a
+ * blob read as fast as a plain one). An open blob handle holds a read snapshot, so the handle
+ * is closed after CURSOR_SNAPSHOT_ROWS rows: a get never pins the WAL for longer than that many
+ * rows take to stream, however large the object. Reading on after an overwrite or delete finds
+ * the version's rows gone: DW_ECONFLICT, never a mix (db_int.h, invariant 1).
+ */
+#define CURSOR_SNAPSHOT_ROWS 16 /* 4 MiB */
+
+struct sqlite_cursor {
+	sqlite3 *db;
+	sqlite3_blob *blob;
+	int64_t oid;
+	int64_t row; /* rowid the blob is on, -1 none */
+	unsigned rows_in_snapshot;
+};
+
+static int sqlite_cursor_open(struct dw__db_strategy *base, int64_t oid, struct dw__db_cursor **out)
 {
 	struct sqlite_strategy *s = (struct sqlite_strategy *)base;
-	struct conn *c = conn_get(s);
-	sqlite3_blob *blob = NULL;
+	struct sqlite_cursor *cu;
+	const char *path;
 	int rc;
 
-	/* One short read transaction per piece: nothing is held between calls. */
-	rc = sqlite3_blob_open(c->db, "main", "chunks", "data", (oid << SEQ_BITS) | (int64_t)seq, 0,
-			       &blob);
+	*out = NULL;
+	cu = dw_calloc(1, sizeof(*cu));
+	if (!cu)
+		return -ENOMEM;
+	cu->oid = oid;
+	cu->row = -1;
+	path = sqlite3_db_filename(s->pool[0].db, "main");
+	rc = sqlite3_open_v2(path, &cu->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL);
 	if (rc != SQLITE_OK) {
-		rc = (rc & 0xff) == SQLITE_ERROR ? DW_ECONFLICT : map_rc(c->db, rc);
-		if (rc == DW_ECONFLICT)
-			snprintf(tls_err, sizeof(tls_err),
-				 "sqlite: object was overwritten or deleted during the read");
-		goto out;
+		rc = map_rc(cu->db, rc);
+		sqlite3_close(cu->db);
+		dw_free(cu);
+		return rc;
 	}
-	if (off + len > (uint64_t)sqlite3_blob_bytes(blob)) {
+	sqlite3_busy_timeout(cu->db, BUSY_TIMEOUT_MS);
+	*out = (struct dw__db_cursor *)cu;
+	return 0;
+}
+
+static int sqlite_cursor_read(struct dw__db_cursor *c, uint64_t seq, uint64_t off, void *buf,
+			      size_t len)
+{
+	struct sqlite_cursor *cu = (struct sqlite_cursor *)c;
+	int64_t row = (cu->oid << SEQ_BITS) | (int64_t)seq;
+	int rc;
+
+	if (cu->row != row) {
+		if (cu->blob && cu->rows_in_snapshot >= CURSOR_SNAPSHOT_ROWS) {
+			sqlite3_blob_close(cu->blob); /* ends the read snapshot */
+			cu->blob = NULL;
+			cu->rows_in_snapshot = 0;
+		}
+		rc = cu->blob ? sqlite3_blob_reopen(cu->blob, row)
+			      : sqlite3_blob_open(cu->db, "main", "chunks", "data", row, 0,
+						  &cu->blob);
+		cu->row = -1;
+		if (rc != SQLITE_OK) {
+			/* A failed reopen leaves the handle aborted: start afresh next time. */
+			sqlite3_blob_close(cu->blob);
+			cu->blob = NULL;
+			if ((rc & 0xff) == SQLITE_ERROR) {
+				snprintf(tls_err, sizeof(tls_err),
+					 "sqlite: object was overwritten or deleted during the "
+					 "read");
+				return DW_ECONFLICT;
+			}
+			return map_rc(cu->db, rc);
+		}
+		cu->row = row;
+		cu->rows_in_snapshot++;
+	}
+	if (off + len > (uint64_t)sqlite3_blob_bytes(cu->blob)) {
 		snprintf(tls_err, sizeof(tls_err),
 			 "sqlite: chunk row shorter than its object says");
-		rc = DW_ECORRUPT;
-		goto out;
+		return DW_ECORRUPT;
 	}
-	rc = sqlite3_blob_read(blob, buf, (int)len, (int)off);
+	rc = sqlite3_blob_read(cu->blob, buf, (int)len, (int)off);
 	if (rc != SQLITE_OK)
-		rc = (rc & 0xff) == SQLITE_ABORT ? DW_ECONFLICT : map_rc(c->db, rc);
-out:
-	sqlite3_blob_close(blob);
-	conn_put(c);
-	return rc;
+		return (rc & 0xff) == SQLITE_ABORT ? DW_ECONFLICT : map_rc(cu->db, rc);
+	return 0;
+}
+
+static void sqlite_cursor_close(struct dw__db_cursor *c)
+{
+	struct sqlite_cursor *cu = (struct sqlite_cursor *)c;
+
+	if (!cu)
+		return;
+	sqlite3_blob_close(cu->blob);
+	sqlite3_close(cu->db);
+	dw_free(cu);
 }
 
 static int sqlite_remove(struct dw__db_strategy *base, const void *key, size_t klen)
@@ -971,7 +1036,9 @@ const struct dw__db_strategy_ops dw__db_sqlite_ops = {
 	.put_abort = sqlite_put_abort,
 	.stat = sqlite_stat,
 	.read_chunk = sqlite_read_chunk,
-	.read_part = sqlite_read_part,
+	.cursor_open = sqlite_cursor_open,
+	.cursor_read = sqlite_cursor_read,
+	.cursor_close = sqlite_cursor_close,
 	.remove = sqlite_remove,
 	.list = sqlite_list,
 	.count = sqlite_count,
