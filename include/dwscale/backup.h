@@ -144,7 +144,7 @@ typedef struct dw_backup_restore_opts {
 	bool owners;	    /* restore owners (needs privilege; EPERM is ignored); default true */
 	dw_backup_warn_fn warn; /* entries that could not be restored */
 	void *arg;
-	unsigned threads; /* file writers, 0 = 8 (creating files mostly waits on the journal) */
+	unsigned threads; /* file writer threads, 0 = 1 (see restore.c) */
 } dw_backup_restore_opts;
 
 void dw_backup_restore_opts_default(dw_backup_restore_opts *o);

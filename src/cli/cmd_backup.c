@@ -655,9 +655,11 @@ static int cmd_other(const char *verb, int argc, char **argv)
 		{ "max-size", required_argument, NULL, 's' },
 		{ "dry-run", no_argument, NULL, 'd' },
 		{ "no-owners", no_argument, NULL, 'o' },
+		{ "threads", required_argument, NULL, 't' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *repo = NULL, *target = NULL, *path = NULL;
+	int threads = 0;
 	bool json = false, read_data = false, dry = false, owners = true;
 	dw_backup_retention pol;
 	dw_backup_repo *r = NULL;
@@ -689,6 +691,11 @@ static int cmd_other(const char *verb, int argc, char **argv)
 			break;
 		case 'o':
 			owners = false;
+			break;
+		case 't':
+			threads = atoi(optarg);
+			if (threads < 1 || threads > 64)
+				return dw__usage_error(CMD, "--threads takes 1..64");
 			break;
 		case 'k':
 			if (parse_size(optarg, false, &v) < 0 || v > 1000000)
@@ -728,6 +735,7 @@ static int cmd_other(const char *verb, int argc, char **argv)
 		ro.path = path;
 		ro.owners = owners;
 		ro.warn = restore_warn;
+		ro.threads = (unsigned)threads;
 		rc = dw_backup_restore(r, argv[optind], &ro, &st);
 		if (rc == DW_EEXIST) {
 			fprintf(stderr,

@@ -72,6 +72,7 @@ const struct dw__cmd dw__commands[] = {
 	  "                     [--zstd-level N] [--threads N] [--jobs N] [--ignore-inode-ctime]\n"
 	  "       dwscale backup list --repo REPO [--json]\n"
 	  "       dwscale backup restore ID|latest --repo REPO --target DIR [--path P] [--json]\n"
+	  "                      [--threads N] [--no-owners]\n"
 	  "       dwscale backup check --repo REPO [--read-data] [--json]\n"
 	  "       dwscale backup prune --repo REPO [--keep-last N] [--max-age DUR] [--max-size SIZE]\n"
 	  "                    [--dry-run] [--json]\n"
