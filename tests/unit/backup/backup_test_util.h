@@ -28,8 +28,10 @@ __attribute__((unused)) static char *tu_mkdtemp(const char *tag)
 		base = "/tmp";
 	mkdir(base, 0755);
 	snprintf(tmpl, sizeof(tmpl), "%s/%s-XXXXXX", base, tag);
-	if (!mkdtemp(tmpl))
-		return NULL;
+	if (!mkdtemp(tmpl)) {
+		perror(tmpl);
+		abort(); /* a test without its temp dir cannot run; callers need no NULL check */
+	}
 	return strdup(tmpl);
 }
 
