@@ -22,7 +22,7 @@
 __attribute__((unused)) static char *tu_mkdtemp(const char *tag)
 {
 	const char *base = getenv("DW_TEST_TMPDIR");
-	char tmpl[4096];
+	char tmpl[4096], *dir;
 
 	if (!base || !*base)
 		base = "/tmp";
@@ -32,7 +32,10 @@ __attribute__((unused)) static char *tu_mkdtemp(const char *tag)
 		perror(tmpl);
 		abort(); /* a test without its temp dir cannot run; callers need no NULL check */
 	}
-	return strdup(tmpl);
+	dir = strdup(tmpl);
+	if (!dir)
+		abort();
+	return dir;
 }
 
 __attribute__((unused)) static void tu_rm_rf(const char *path)
