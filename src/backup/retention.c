@@ -121,7 +121,8 @@ static int prune_plan(const struct dw__blist *l, const dw_backup_retention *p, u
 		if (p->keep_last && newer < p->keep_last)
 			chain_find(v, n, b->chain)->in_keep = true;
 	}
-	qsort(v, n, sizeof(*v), chain_cmp);
+	if (n) /* v may be NULL when there are no chains */
+		qsort(v, n, sizeof(*v), chain_cmp);
 	res->bytes_before = total;
 	for (size_t i = 0; i < n; i++) {
 		struct chain *c = &v[i];

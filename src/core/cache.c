@@ -346,7 +346,8 @@ static struct entry **index_find(dw_cache *c, uint64_t h, const void *key, size_
 	for (; *pp; pp = &(*pp)->hnext) {
 		struct entry *e = *pp;
 
-		if (e->hash == h && e->klen == klen && memcmp(e->data, key, klen) == 0)
+		if (e->hash == h && e->klen == klen &&
+		    (klen == 0 || memcmp(e->data, key, klen) == 0)) /* key may be NULL if empty */
 			return pp;
 	}
 	return pp;

@@ -1908,7 +1908,8 @@ int dw_fabric_join(dw_fabric *f, const dw_fabric_addr *seeds, size_t n)
 	now = now_ns(f);
 	if (n > sizeof(f->seeds) / sizeof(f->seeds[0]))
 		n = sizeof(f->seeds) / sizeof(f->seeds[0]);
-	memcpy(f->seeds, seeds, n * sizeof(*seeds));
+	if (n) /* seeds may be NULL when n is 0 */
+		memcpy(f->seeds, seeds, n * sizeof(*seeds));
 	f->nseeds = n;
 	f->seed_next = 0;
 	f->join = n ? J_JOINING : J_JOINED;

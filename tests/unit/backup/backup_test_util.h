@@ -188,7 +188,8 @@ __attribute__((unused)) static void tu_walk(const char *root, const char *rel, s
 		names[n++] = strdup(de->d_name);
 	}
 	closedir(d);
-	qsort(names, n, sizeof(*names), tu_name_cmp);
+	if (n)
+		qsort(names, n, sizeof(*names), tu_name_cmp);
 	for (size_t i = 0; i < n; i++) {
 		char path[4096], line[12000], extra[8300] = "";
 		char *fp;
