@@ -40,7 +40,6 @@ struct dw__cmd {
 extern const struct dw__cmd dw__commands[];
 const struct dw__cmd *dw__cmd_find(const char *name);
 
-int dw__cmd_io(int argc, char **argv);
 int dw__cmd_help(int argc, char **argv);
 int dw__cmd_status(int argc, char **argv);
 int dw__cmd_serve(int argc, char **argv);
@@ -48,6 +47,7 @@ int dw__cmd_backup(int argc, char **argv);
 int dw__cmd_object(int argc, char **argv);
 int dw__cmd_db(int argc, char **argv);
 int dw__cmd_fabric(int argc, char **argv);
+int dw__cmd_io(int argc, char **argv);
 
 /* Print the usage of a command to stdout (help) or stderr (usage errors). */
 void dw__cmd_print_usage(const struct dw__cmd *cmd, bool to_stderr);

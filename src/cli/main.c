@@ -66,7 +66,8 @@ const struct dw__cmd dw__commands[] = {
 	  "\n"
 	  "Check every strategy at once; one that does not answer within the timeout (default\n"
 	  "5 s) is reported as timed out. Exit status 0 if all are healthy, 4 otherwise.\n" },
-	{ "backup", dw__cmd_backup, "back up directory trees: full and incremental backups in chains",
+	{ "backup", dw__cmd_backup,
+	  "back up directory trees: full and incremental backups in chains",
 	  "usage: dwscale backup init REPO [--block-size SIZE]\n"
 	  "       dwscale backup create SRC... --repo REPO [--full|--incremental] [--json]\n"
 	  "                     [--zstd-level N] [--threads N] [--jobs N] [--ignore-inode-ctime]\n"
@@ -74,13 +75,15 @@ const struct dw__cmd dw__commands[] = {
 	  "       dwscale backup restore ID|latest --repo REPO --target DIR [--path P] [--json]\n"
 	  "                      [--threads N] [--no-owners]\n"
 	  "       dwscale backup check --repo REPO [--read-data] [--json]\n"
-	  "       dwscale backup prune --repo REPO [--keep-last N] [--max-age DUR] [--max-size SIZE]\n"
+	  "       dwscale backup prune --repo REPO [--keep-last N] [--max-age DUR] [--max-size "
+	  "SIZE]\n"
 	  "                    [--dry-run] [--json]\n"
 	  "       dwscale backup recover --repo REPO [--json]\n"
 	  "\n"
 	  "create backs up each SRC as its own job, concurrently under a limit that follows disk\n"
 	  "utilisation (--jobs N fixes it); without --full or --incremental a source's first\n"
-	  "backup is full and the next ones extend its chain. --ignore-inode-ctime detects changes\n"
+	  "backup is full and the next ones extend its chain. --ignore-inode-ctime detects "
+	  "changes\n"
 	  "by size and mtime only (sources on snapshots or copies). restore writes into an empty\n"
 	  "or new DIR. check verifies manifests and references, and with --read-data every stored\n"
 	  "block's SHA-256. prune removes whole chains, oldest first, never a source's newest\n"
@@ -89,7 +92,8 @@ const struct dw__cmd dw__commands[] = {
 	  "killed backups left (a new create does it too). The repository lock is an flock():\n"
 	  "it never needs a manual unlock.\n"
 	  "\n"
-	  "Exit status: 0 ok, 1 failure or damage found, 2 usage, 3 no such backup or repository.\n" },
+	  "Exit status: 0 ok, 1 failure or damage found, 2 usage, 3 no such backup or "
+	  "repository.\n" },
 	{ "io", dw__cmd_io, "probe devices and benchmark the I/O scheduler",
 	  "usage: dwscale io probe PATH [--calibrate [--step-ms MS] [--size SIZE]] [--store URI]\n"
 	  "                             [--json]\n"
@@ -119,10 +123,12 @@ const struct dw__cmd dw__commands[] = {
 	  "       dwscale fabric members --agent URL [--json]\n"
 	  "       dwscale fabric sim --nodes N [--topology T] [--mode M] [--seconds S]\n"
 	  "                          [--interval DUR] [--missed K] [--loss P] [--kill K]\n"
-	  "                          [--pause K:DUR] [--restart K] [--grow-to N] [--seed S] [--json]\n"
+	  "                          [--pause K:DUR] [--restart K] [--grow-to N] [--seed S] "
+	  "[--json]\n"
 	  "\n"
 	  "keygen prints a cluster key line (or writes FILE, mode 0600); a key file holds one key\n"
-	  "per line, the first is used to send, all are accepted. agent runs one node over UDP and\n"
+	  "per line, the first is used to send, all are accepted. agent runs one node over UDP "
+	  "and\n"
 	  "prints membership events as JSON lines; --http serves GET /v1/fabric/nodes and\n"
 	  "/v1/fabric/events; --drop-rate drops that share of packets both ways (for tests).\n"
 	  "members prints an agent's view. sim runs the deterministic simulator (same seed, same\n"
