@@ -669,11 +669,8 @@ int dw_db_reader_open(dw_db *db, const char *strategy, const void *key, size_t k
 		dw__db_fail(r->slot, rc);
 		goto fail;
 	}
-	r->row = dw_malloc(DW__DB_ROW_MAX);
-	if (!r->row) {
-		rc = -ENOMEM;
-		goto fail;
-	}
+	/* r->row is allocated by the first dw_db_reader_next: a streaming get through a cursor
+	 * never needs it. */
 	if (db->cfg.verify_reads) {
 		r->md = EVP_MD_CTX_new();
 		if (!r->md || EVP_DigestInit_ex(r->md, EVP_sha256(), NULL) != 1) {
@@ -731,6 +728,11 @@ int dw_db_reader_next(dw_db_reader *r, const void **chunk, size_t *len)
 		return r->err;
 	if (r->seq == r->info.chunks)
 		return reader_finish(r);
+	if (!r->row) {
+		r->row = dw_malloc(DW__DB_ROW_MAX);
+		if (!r->row)
+			return -ENOMEM;
+	}
 	rc = s->ops->read_chunk(s, r->info.oid, r->seq, r->row, DW__DB_ROW_MAX, &r->row_len);
 	if (rc < 0) {
 		dw__db_fail(r->slot, rc);
