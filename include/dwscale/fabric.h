@@ -206,7 +206,7 @@ dw_fabric_topology dw_fabric_current_topology(dw_fabric *f);
 int dw_fabric_set_limits(dw_fabric *f, const dw_fabric_limits *l, char *err, size_t errlen);
 void dw_fabric_get_limits(dw_fabric *f, dw_fabric_limits *out);
 /* The fabric as a scalable subsystem, named "fabric"; valid while f is open. */
-dw_scalable dw_fabric_scalable(dw_fabric *f);
+const dw_scalable *dw_fabric_scalable(dw_fabric *f);
 
 /* Drop reasons counted by the node. */
 typedef enum dw_fabric_drop {

@@ -204,7 +204,7 @@ int dw_io_calibrated_depth_get(dw_store *st, const char *device, unsigned *depth
 int dw_io_probe_path(const char *path, dw_io_dev_info *out, size_t *mem_align, size_t *off_align);
 
 /* The manager as a scalable subsystem named "io" (metrics, limits, reconfigure, state). */
-void dw_io_scalable(dw_io *io, dw_scalable *out);
+const dw_scalable *dw_io_scalable(dw_io *io); /* valid until dw_io_close */
 
 /* Highest backpressure state over all devices. */
 dw_bp_state dw_io_state(dw_io *io);

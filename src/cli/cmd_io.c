@@ -545,7 +545,7 @@ static int cmd_bench(int argc, char **argv)
 	struct wait_metric wm;
 	dw_io_config cfg;
 	dw_io_dev_info info;
-	dw_scalable sc;
+	const dw_scalable *sc;
 	dw_io *io = NULL;
 	dw_io_file *f = NULL;
 	const char *rw = "randread", *mix = NULL, *path;
@@ -657,8 +657,8 @@ static int cmd_bench(int argc, char **argv)
 	if (nsets) {
 		char err[200];
 
-		dw_io_scalable(io, &sc);
-		rc = sc.ops->reconfigure(sc.self, sets, nsets, err, sizeof(err));
+		sc = dw_io_scalable(io);
+		rc = sc->ops->reconfigure(sc->self, sets, nsets, err, sizeof(err));
 		if (rc < 0) {
 			fprintf(stderr, "dwscale io bench: %s\n", err);
 			exit_code = DW_EXIT_USAGE;
@@ -691,8 +691,8 @@ static int cmd_bench(int argc, char **argv)
 		goto fail;
 
 	memset(&wm, 0, sizeof(wm));
-	dw_io_scalable(io, &sc);
-	sc.ops->metrics(sc.self, collect_wait, &wm);
+	sc = dw_io_scalable(io);
+	sc->ops->metrics(sc->self, collect_wait, &wm);
 
 	if (json) {
 		cJSON *o = cJSON_CreateObject(), *arr;

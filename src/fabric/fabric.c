@@ -112,8 +112,11 @@ struct replay_slot {
 
 enum join_state { J_IDLE = 0, J_JOINING, J_SYNCING, J_JOINED, J_REFUSED };
 
+static const dw_scalable_ops fabric_scalable_ops;
+
 struct dw_fabric {
 	pthread_mutex_t lock;
+	dw_scalable scalable; /* immutable after open */
 	dw_fabric_config cfg; /* limits inside are the live ones */
 	struct dw__wire_keys keys;
 	uint64_t rng;
@@ -1878,6 +1881,7 @@ int dw_fabric_open(const dw_fabric_config *cfg, dw_fabric **out)
 	f->m[0].port = cfg->addr.port;
 	f->roles_dirty = true;
 	roles(f);
+	f->scalable = (dw_scalable){ .name = "fabric", .ops = &fabric_scalable_ops, .self = f };
 	*out = f;
 	return 0;
 out:
@@ -2202,11 +2206,9 @@ static const dw_scalable_ops fabric_scalable_ops = {
 	.state = sc_state,
 };
 
-dw_scalable dw_fabric_scalable(dw_fabric *f)
+const dw_scalable *dw_fabric_scalable(dw_fabric *f)
 {
-	dw_scalable s = { .name = "fabric", .ops = &fabric_scalable_ops, .self = f };
-
-	return s;
+	return &f->scalable;
 }
 
 void dw__fabric_dump(dw_fabric *f, FILE *out)

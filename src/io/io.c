@@ -46,8 +46,11 @@ struct io_dev {
 	uint64_t quota_refused;	       /* protected by io->lock */
 };
 
+static const dw_scalable_ops io_scalable_ops;
+
 struct dw_io {
 	pthread_mutex_t lock;
+	dw_scalable scalable;		  /* immutable after open */
 	dw_io_config cfg;		  /* protected by lock */
 	struct io_dev *devs[IO_DEVS_MAX]; /* protected by lock */
 	unsigned ndev;			  /* protected by lock */
@@ -204,6 +207,7 @@ int dw_io_open(const dw_io_config *cfg, dw_io **out)
 		dw_free(io);
 		return rc;
 	}
+	io->scalable = (dw_scalable){ .name = "io", .ops = &io_scalable_ops, .self = io };
 	*out = io;
 	return 0;
 }
@@ -1128,9 +1132,7 @@ static const dw_scalable_ops io_scalable_ops = {
 	.state = io_bp_state,
 };
 
-void dw_io_scalable(dw_io *io, dw_scalable *out)
+const dw_scalable *dw_io_scalable(dw_io *io)
 {
-	out->name = "io";
-	out->ops = &io_scalable_ops;
-	out->self = io;
+	return &io->scalable;
 }

@@ -336,7 +336,6 @@ int dw__cmd_serve(int argc, char **argv)
 	dw_db *db = NULL;
 	bool db_registered = false;
 	dw_io *io = NULL;
-	dw_scalable io_sc;
 	bool io_registered = false;
 
 	/* Block the stop signals first: MHD's threads inherit the mask, so the signals are only
@@ -491,8 +490,7 @@ int dw__cmd_serve(int argc, char **argv)
 				   dw_strerror(rc));
 			goto out;
 		}
-		dw_io_scalable(io, &io_sc);
-		rc = dw_registry_add(srv->reg, &io_sc);
+		rc = dw_registry_add(srv->reg, dw_io_scalable(io));
 		if (rc < 0) {
 			ret = fail(DW_EXIT_ERROR, "cannot register the io subsystem: %s",
 				   dw_strerror(rc));
@@ -538,7 +536,7 @@ out:
 	if (mhd)
 		dw__http_stop(srv, mhd, 0);
 	if (io_registered)
-		dw_registry_remove(srv->reg, io_sc.name);
+		dw_registry_remove(srv->reg, dw_io_scalable(io)->name);
 	dw_io_close(io);
 	if (db_registered)
 		dw_registry_remove(srv->reg, dw_db_scalable(db)->name);

@@ -442,7 +442,7 @@ static void test_scalable(void **state)
 	struct net *net = new_net();
 	dw_fabric_keyring ring;
 	struct node *a;
-	dw_scalable sc;
+	const dw_scalable *sc;
 	struct seen seen = { 0 };
 	dw_fabric_limits l;
 	char err[200];
@@ -457,24 +457,24 @@ static void test_scalable(void **state)
 	a = add_node(net, 100, 1, &ring, NULL, DW_FABRIC_MODE_AUTO);
 	dw_fabric_join(a->f, NULL, 0);
 	sc = dw_fabric_scalable(a->f);
-	assert_string_equal(sc.name, "fabric");
-	assert_int_equal(sc.ops->metrics(sc.self, on_metric, &seen), 0);
+	assert_string_equal(sc->name, "fabric");
+	assert_int_equal(sc->ops->metrics(sc->self, on_metric, &seen), 0);
 	assert_true(seen.metrics > 10);
 	assert_true(seen.alive == 1);
 	assert_true(seen.drop_auth);
-	assert_int_equal(sc.ops->limits(sc.self, on_limit, &seen), 0);
+	assert_int_equal(sc->ops->limits(sc->self, on_limit, &seen), 0);
 	assert_int_equal(seen.limits, 9);
-	assert_int_equal(sc.ops->reconfigure(sc.self, ok, 2, err, sizeof(err)), 0);
+	assert_int_equal(sc->ops->reconfigure(sc->self, ok, 2, err, sizeof(err)), 0);
 	dw_fabric_get_limits(a->f, &l);
 	assert_int_equal(l.missed, 5);
 	assert_true(l.interval_ns == 2 * DW_NS_PER_SEC);
 	/* refused as a whole: missed stays 5 */
-	assert_int_equal(sc.ops->reconfigure(sc.self, bad, 2, err, sizeof(err)), DW_ELIMIT);
+	assert_int_equal(sc->ops->reconfigure(sc->self, bad, 2, err, sizeof(err)), DW_ELIMIT);
 	assert_non_null(strstr(err, "star_switch_at"));
 	dw_fabric_get_limits(a->f, &l);
 	assert_int_equal(l.missed, 5);
-	assert_int_equal(sc.ops->reconfigure(sc.self, unknown, 1, err, sizeof(err)), DW_ELIMIT);
-	assert_int_equal(sc.ops->state(sc.self), DW_BP_NORMAL);
+	assert_int_equal(sc->ops->reconfigure(sc->self, unknown, 1, err, sizeof(err)), DW_ELIMIT);
+	assert_int_equal(sc->ops->state(sc->self), DW_BP_NORMAL);
 	close_all(net);
 }
 

@@ -322,10 +322,10 @@ static void find_metric(void *arg, const dw_metric *m)
 static double metric(dw_io *io, const char *name, const char *labels_part)
 {
 	struct metric_find mf = { name, labels_part, 0 };
-	dw_scalable sc;
+	const dw_scalable *sc;
 
-	dw_io_scalable(io, &sc);
-	assert_int_equal(sc.ops->metrics(sc.self, find_metric, &mf), 0);
+	sc = dw_io_scalable(io);
+	assert_int_equal(sc->ops->metrics(sc->self, find_metric, &mf), 0);
 	return mf.sum;
 }
 
@@ -559,7 +559,7 @@ static void test_scalable(void **state)
 {
 	dw_io_config cfg;
 	dw_io_dev_info info;
-	dw_scalable sc;
+	const dw_scalable *sc;
 	dw_io_file *f;
 	dw_io *io;
 	struct lim_find lf = { "weight_high", -1, 0 };
@@ -568,33 +568,33 @@ static void test_scalable(void **state)
 	(void)state;
 	dw_io_config_default(&cfg);
 	assert_int_equal(dw_io_open(&cfg, &io), 0);
-	dw_io_scalable(io, &sc);
-	assert_string_equal(sc.name, "io");
+	sc = dw_io_scalable(io);
+	assert_string_equal(sc->name, "io");
 	path_of(path, sizeof(path), "sc.dat");
 	assert_int_equal(dw_io_file_open(io, path, O_RDWR | O_CREAT, 0600, 0, &f), 0);
-	assert_int_equal(sc.ops->limits(sc.self, find_limit, &lf), 0);
+	assert_int_equal(sc->ops->limits(sc->self, find_limit, &lf), 0);
 	assert_true(lf.count >= 15);
 	assert_true(lf.value == 16);
 
 	dw_limit_change ok[] = { { "depth", 3, NULL }, { "weight_high", 8, NULL } };
-	assert_int_equal(sc.ops->reconfigure(sc.self, ok, 2, err, sizeof(err)), 0);
+	assert_int_equal(sc->ops->reconfigure(sc->self, ok, 2, err, sizeof(err)), 0);
 	assert_int_equal(dw_io_file_info(f, &info), 0);
 	assert_int_equal(info.depth, 3);
 	assert_string_equal(info.depth_why, "configured");
 	lf.value = -1;
-	sc.ops->limits(sc.self, find_limit, &lf);
+	sc->ops->limits(sc->self, find_limit, &lf);
 	assert_true(lf.value == 8);
 
 	/* refused as a whole, with the limit named; nothing applied */
 	dw_limit_change bad[] = { { "depth", 5, NULL }, { "weight_low", 0, NULL } };
-	assert_int_equal(sc.ops->reconfigure(sc.self, bad, 2, err, sizeof(err)), DW_ELIMIT);
+	assert_int_equal(sc->ops->reconfigure(sc->self, bad, 2, err, sizeof(err)), DW_ELIMIT);
 	assert_non_null(strstr(err, "weight_low"));
 	assert_int_equal(dw_io_file_info(f, &info), 0);
 	assert_int_equal(info.depth, 3);
 	dw_limit_change order[] = { { "bp_warning", 0.95, NULL } };
-	assert_int_equal(sc.ops->reconfigure(sc.self, order, 1, err, sizeof(err)), DW_ELIMIT);
+	assert_int_equal(sc->ops->reconfigure(sc->self, order, 1, err, sizeof(err)), DW_ELIMIT);
 	dw_limit_change unknown[] = { { "nope", 1, NULL } };
-	assert_int_equal(sc.ops->reconfigure(sc.self, unknown, 1, err, sizeof(err)), DW_ELIMIT);
+	assert_int_equal(sc->ops->reconfigure(sc->self, unknown, 1, err, sizeof(err)), DW_ELIMIT);
 	assert_non_null(strstr(err, "nope"));
 
 	/* per-file depth wins over the configured one, 0 gives it back */
@@ -604,7 +604,7 @@ static void test_scalable(void **state)
 	assert_int_equal(dw_io_set_depth(f, 0), 0);
 	assert_int_equal(dw_io_file_info(f, &info), 0);
 	assert_int_equal(info.depth, 3);
-	assert_int_equal(sc.ops->state(sc.self), DW_BP_NORMAL);
+	assert_int_equal(sc->ops->state(sc->self), DW_BP_NORMAL);
 	assert_true(metric(io, "depth", "dev=") == 3);
 	dw_io_file_close(f);
 	dw_io_close(io);
