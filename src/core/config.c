@@ -34,6 +34,7 @@
 
 #include <ini.h>
 
+#include "core/fileutil.h"
 #include "dwscale/config.h"
 #include "dwscale/core.h"
 
@@ -326,29 +327,15 @@ int dw_config_load(const char *path, dw_config **out, char *err, size_t errlen)
 		rc = DW_ECONFIG;
 		goto out;
 	}
-	buf = dw_malloc(DW_CONFIG_MAX_BYTES + 1);
-	if (!buf) {
-		rc = -ENOMEM;
+	rc = dw__read_fd_capped(fd, DW_CONFIG_MAX_BYTES, &buf, &got);
+	if (rc == DW_ETOOBIG) {
+		msg(err, errlen, "%s: larger than %d bytes", path, DW_CONFIG_MAX_BYTES);
+		rc = DW_ECONFIG;
 		goto out;
 	}
-	for (;;) {
-		ssize_t r = read(fd, buf + got, DW_CONFIG_MAX_BYTES + 1 - got);
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0) {
-			rc = -errno;
-			msg(err, errlen, "%s: %s", path, strerror(errno));
-			goto out;
-		}
-		if (r == 0)
-			break;
-		got += (size_t)r;
-		if (got > DW_CONFIG_MAX_BYTES) {
-			msg(err, errlen, "%s: larger than %d bytes", path, DW_CONFIG_MAX_BYTES);
-			rc = DW_ECONFIG;
-			goto out;
-		}
+	if (rc < 0) {
+		msg(err, errlen, "%s: %s", path, dw_strerror(rc));
+		goto out;
 	}
 	rc = parse_text(buf, got, path, out, err, errlen);
 out:

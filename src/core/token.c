@@ -49,6 +49,7 @@
 #include <openssl/sha.h>
 
 #include "core/b64_int.h"
+#include "core/fileutil.h"
 #include "dwscale/token.h"
 
 #define HDR_LEN	     30
@@ -295,35 +296,20 @@ static int read_keys(const char *path, struct key *keys, char *err, size_t errle
 		rc = DW_ECONFIG;
 		goto out;
 	}
-	buf = dw_malloc(FILE_MAX + 1);
-	if (!buf) {
-		rc = -ENOMEM;
+	rc = dw__read_fd_capped(fd, FILE_MAX, &buf, &got);
+	if (rc == DW_ETOOBIG) {
+		msg(err, errlen, "%s: keyring file is larger than %d bytes", path, FILE_MAX);
+		rc = DW_ECONFIG;
 		goto out;
 	}
-	for (;;) {
-		ssize_t r = read(fd, buf + got, FILE_MAX + 1 - got);
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0) {
-			rc = -errno;
-			msg(err, errlen, "%s: %s", path, strerror(errno));
-			goto out;
-		}
-		if (r == 0)
-			break;
-		got += (size_t)r;
-		if (got > FILE_MAX) {
-			msg(err, errlen, "%s: keyring file is larger than %d bytes", path,
-			    FILE_MAX);
-			rc = DW_ECONFIG;
-			goto out;
-		}
+	if (rc < 0) {
+		msg(err, errlen, "%s: %s", path, dw_strerror(rc));
+		goto out;
 	}
 	rc = parse_keys(path, buf, got, keys, err, errlen);
 out:
 	if (buf) {
-		OPENSSL_cleanse(buf, FILE_MAX + 1);
+		OPENSSL_cleanse(buf, got);
 		dw_free(buf);
 	}
 	close(fd);
