@@ -34,6 +34,7 @@
 #include "dwscale/cache.h"
 #include "dwscale/config.h"
 #include "dwscale/core.h"
+#include "dwscale/backup.h"
 #include "dwscale/db.h"
 #include "dwscale/io.h"
 #include "dwscale/scalable.h"
@@ -55,7 +56,8 @@ struct serve_opts {
 	size_t cache_max_entries;
 	size_t cache_max_bytes;
 	uint64_t cache_ttl_ms;
-	char db_strategies[2048]; /* [db] strategies: NAME=URI, ... ("" = SQLite in data) */
+	char db_strategies[2048];   /* [db] strategies: NAME=URI, ... ("" = SQLite in data) */
+	char backup_repo[PATH_MAX]; /* [backup] repo: run the backup manager on it ("" = none) */
 };
 
 static int fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -181,6 +183,7 @@ static const char *const server_keys[] = { "listen", "data", "max_body", "admin_
 static const char *const log_keys[] = { "level", NULL };
 static const char *const cache_keys[] = { "max_entries", "max_bytes", "ttl", NULL };
 static const char *const db_keys[] = { "strategies", NULL };
+static const char *const backup_keys[] = { "repo", NULL };
 
 static int copy_value(const dw_config *cfg, const char *section, const char *key, char *out,
 		      size_t cap, char *err, size_t errlen)
@@ -217,6 +220,11 @@ static int load_config(const char *path, struct serve_opts *o)
 		rc = dw_config_check_keys(cfg, "cache", cache_keys, err, sizeof(err));
 	if (rc == 0)
 		rc = dw_config_check_keys(cfg, "db", db_keys, err, sizeof(err));
+	if (rc == 0)
+		rc = dw_config_check_keys(cfg, "backup", backup_keys, err, sizeof(err));
+	if (rc == 0)
+		rc = copy_value(cfg, "backup", "repo", o->backup_repo, sizeof(o->backup_repo), err,
+				sizeof(err));
 	if (rc == 0)
 		rc = copy_value(cfg, "db", "strategies", o->db_strategies, sizeof(o->db_strategies),
 				err, sizeof(err));
@@ -337,6 +345,8 @@ int dw__cmd_serve(int argc, char **argv)
 	bool db_registered = false;
 	dw_io *io = NULL;
 	bool io_registered = false;
+	dw_backup_mgr *backup = NULL;
+	bool backup_registered = false;
 
 	/* Block the stop signals first: MHD's threads inherit the mask, so the signals are only
 	 * ever taken by sigwait() below, and one that arrives during start-up waits there. */
@@ -499,6 +509,34 @@ int dw__cmd_serve(int argc, char **argv)
 		io_registered = true;
 	}
 
+	/* The backup manager, when [backup] repo names an initialised repository: retention on
+	 * its timer, job records in the node's store, its limits live like the others'. */
+	if (o.backup_repo[0]) {
+		dw_backup_mgr_config bcfg;
+
+		dw_backup_mgr_config_default(&bcfg);
+		bcfg.repo = o.backup_repo;
+		bcfg.store = store;
+		rc = dw_backup_mgr_open(&bcfg, &backup);
+		if (rc == 0)
+			rc = dw_backup_mgr_start(backup);
+		if (rc < 0) {
+			ret = fail(rc == DW_ENOTFOUND ? DW_EXIT_USAGE : DW_EXIT_ERROR,
+				   "cannot run the backup manager on %s: %s", o.backup_repo,
+				   rc == DW_ENOTFOUND ? "not a backup repository (create it with "
+							"'dwscale backup init')"
+						      : dw_strerror(rc));
+			goto out;
+		}
+		rc = dw_registry_add(srv->reg, dw_backup_mgr_scalable(backup));
+		if (rc < 0) {
+			ret = fail(DW_EXIT_ERROR, "cannot register the backup subsystem: %s",
+				   dw_strerror(rc));
+			goto out;
+		}
+		backup_registered = true;
+	}
+
 	dw_log(DW_LOG_INFO, "serve", "admin_token", "file=%s created=%s",
 	       dw_log_quote(o.admin_token_file, q, sizeof(q)), created ? "yes" : "no");
 	rc = dw__http_start(srv, &ss, sslen, SERVE_THREADS, &mhd);
@@ -535,6 +573,9 @@ int dw__cmd_serve(int argc, char **argv)
 out:
 	if (mhd)
 		dw__http_stop(srv, mhd, 0);
+	if (backup_registered)
+		dw_registry_remove(srv->reg, dw_backup_mgr_scalable(backup)->name);
+	dw_backup_mgr_close(backup);
 	if (io_registered)
 		dw_registry_remove(srv->reg, dw_io_scalable(io)->name);
 	dw_io_close(io);
