@@ -678,8 +678,14 @@ static int parse_double(const char *s, double *out)
 
 #define SHOWN_LEN 72
 
-int dw_config_get_u64(const dw_config *c, const char *section, const char *key, uint64_t def,
-		      uint64_t *out, char *err, size_t errlen)
+/*
+ * The unsigned getters differ only in their parser and their two messages: "too_large" for
+ * DW_ELIMIT and "expected" for any other parse failure (each with one %s for the value).
+ */
+static int get_unsigned(const dw_config *c, const char *section, const char *key, uint64_t def,
+			uint64_t *out, char *err, size_t errlen,
+			int (*parse)(const char *, uint64_t *), const char *too_large,
+			const char *expected)
 {
 	const struct entry *e = find(c, section, key);
 	char b[SHOWN_LEN];
@@ -691,62 +697,34 @@ int dw_config_get_u64(const dw_config *c, const char *section, const char *key, 
 		*out = def;
 		return 0;
 	}
-	rc = dw_parse_u64(e->value, out);
-	if (rc == DW_ELIMIT)
-		return entry_error(c, e, err, errlen, "number '%s' is too large",
-				   shown(e->value, b, sizeof(b)));
+	rc = parse(e->value, out);
 	if (rc < 0)
-		return entry_error(c, e, err, errlen,
-				   "expected a non-negative whole number, got '%s'",
+		return entry_error(c, e, err, errlen, rc == DW_ELIMIT ? too_large : expected,
 				   shown(e->value, b, sizeof(b)));
 	return 0;
+}
+
+int dw_config_get_u64(const dw_config *c, const char *section, const char *key, uint64_t def,
+		      uint64_t *out, char *err, size_t errlen)
+{
+	return get_unsigned(c, section, key, def, out, err, errlen, dw_parse_u64,
+			    "number '%s' is too large",
+			    "expected a non-negative whole number, got '%s'");
 }
 
 int dw_config_get_size(const dw_config *c, const char *section, const char *key, uint64_t def,
 		       uint64_t *out, char *err, size_t errlen)
 {
-	const struct entry *e = find(c, section, key);
-	char b[SHOWN_LEN];
-	int rc;
-
-	if (!out)
-		return DW_EUSAGE;
-	if (!e) {
-		*out = def;
-		return 0;
-	}
-	rc = dw_parse_size(e->value, out);
-	if (rc == DW_ELIMIT)
-		return entry_error(c, e, err, errlen, "size '%s' is too large",
-				   shown(e->value, b, sizeof(b)));
-	if (rc < 0)
-		return entry_error(c, e, err, errlen, "expected a size like 64MiB, got '%s'",
-				   shown(e->value, b, sizeof(b)));
-	return 0;
+	return get_unsigned(c, section, key, def, out, err, errlen, dw_parse_size,
+			    "size '%s' is too large", "expected a size like 64MiB, got '%s'");
 }
 
 int dw_config_get_duration_ms(const dw_config *c, const char *section, const char *key,
 			      uint64_t def, uint64_t *out, char *err, size_t errlen)
 {
-	const struct entry *e = find(c, section, key);
-	char b[SHOWN_LEN];
-	int rc;
-
-	if (!out)
-		return DW_EUSAGE;
-	if (!e) {
-		*out = def;
-		return 0;
-	}
-	rc = dw_parse_duration_ms(e->value, out);
-	if (rc == DW_ELIMIT)
-		return entry_error(c, e, err, errlen, "duration '%s' is too long",
-				   shown(e->value, b, sizeof(b)));
-	if (rc < 0)
-		return entry_error(c, e, err, errlen,
-				   "expected a duration like 500ms, 15s, 5m or 72h, got '%s'",
-				   shown(e->value, b, sizeof(b)));
-	return 0;
+	return get_unsigned(c, section, key, def, out, err, errlen, dw_parse_duration_ms,
+			    "duration '%s' is too long",
+			    "expected a duration like 500ms, 15s, 5m or 72h, got '%s'");
 }
 
 int dw_config_get_bool(const dw_config *c, const char *section, const char *key, bool def,
