@@ -11,8 +11,9 @@
  *
  * Threads and locking (agent): the main thread runs the node (dw_fabric_udp_run) and prints
  * events from the node's callback; libmicrohttpd's thread answers HTTP by calling the node's
- * thread-safe queries and reading the event ring under ring_lock. Signals only set the atomic
- * stop flag.
+ * thread-safe queries and reading the event ring (fabricjson.c, which has its own lock). The
+ * documents are the ones `dwscale serve` answers with a [fabric] section. Signals only set the
+ * atomic stop flag.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -33,10 +34,8 @@
 #include <microhttpd.h>
 
 #include "cli/cli.h"
+#include "cli/fabricjson.h"
 #include "dwscale/fabric.h"
-
-#define EVENT_RING  256 /* recent events kept for GET /v1/fabric/events */
-#define MEMBERS_MAX 20000
 
 /* "15s", "500ms", "2m", "1h" or plain seconds; 0 < d <= 1 day. */
 static int parse_dur(const char *s, uint64_t *out)
@@ -145,102 +144,15 @@ static void on_signal(int sig)
 
 struct agent {
 	dw_fabric *f;
-	pthread_mutex_t ring_lock;
-	char *ring[EVENT_RING]; /* protected by ring_lock */
-	size_t ring_next;	/* protected by ring_lock */
+	struct dw__fabric_events events;
 };
 
-static cJSON *member_json(const dw_fabric_member *m)
-{
-	cJSON *o = cJSON_CreateObject();
-	char id[24], addr[32];
-
-	snprintf(id, sizeof(id), "%016llx", (unsigned long long)m->id);
-	cJSON_AddStringToObject(o, "id", id);
-	cJSON_AddStringToObject(o, "addr", dw_fabric_addr_format(&m->addr, addr, sizeof(addr)));
-	cJSON_AddStringToObject(o, "state", dw_fabric_state_name(m->state));
-	cJSON_AddNumberToObject(o, "generation", m->generation);
-	cJSON_AddNumberToObject(o, "counter", m->counter);
-	cJSON_AddBoolToObject(o, "leader", m->leader);
-	cJSON_AddNumberToObject(o, "group", m->group);
-	return o;
-}
-
+/* Each event goes to stdout as a JSON line and into the ring behind GET /v1/fabric/events. */
 static void agent_event(void *arg, const dw_fabric_event *ev)
 {
 	struct agent *a = arg;
-	cJSON *o = cJSON_CreateObject();
-	char *line;
 
-	if (!o)
-		return;
-	cJSON_AddNumberToObject(o, "t", (double)ev->now_ns / 1e9);
-	cJSON_AddStringToObject(o, "event", dw_fabric_event_name(ev->type));
-	if (ev->type == DW_FABRIC_EV_SWITCHED || ev->type == DW_FABRIC_EV_SWITCH_RECOMMENDED ||
-	    ev->type == DW_FABRIC_EV_JOIN_REFUSED) {
-		cJSON_AddStringToObject(o, "from", dw_fabric_topology_name(ev->from));
-		cJSON_AddStringToObject(o, "to", dw_fabric_topology_name(ev->to));
-		if (ev->reason)
-			cJSON_AddStringToObject(o, "reason", ev->reason);
-	} else {
-		cJSON_AddItemToObject(o, "member", member_json(&ev->member));
-	}
-	cJSON_AddNumberToObject(o, "cluster_size", ev->cluster_size);
-	line = cJSON_PrintUnformatted(o);
-	cJSON_Delete(o);
-	if (!line)
-		return;
-	printf("%s\n", line);
-	fflush(stdout);
-	pthread_mutex_lock(&a->ring_lock);
-	free(a->ring[a->ring_next % EVENT_RING]);
-	a->ring[a->ring_next % EVENT_RING] = line;
-	a->ring_next++;
-	pthread_mutex_unlock(&a->ring_lock);
-}
-
-static char *nodes_json(dw_fabric *f)
-{
-	dw_fabric_member *ms = calloc(MEMBERS_MAX, sizeof(*ms));
-	dw_fabric_stats st;
-	cJSON *o, *arr;
-	size_t n = 0;
-	char *out;
-
-	if (!ms)
-		return NULL;
-	dw_fabric_members(f, ms, MEMBERS_MAX, &n);
-	dw_fabric_get_stats(f, &st);
-	o = cJSON_CreateObject();
-	cJSON_AddStringToObject(o, "topology", dw_fabric_topology_name(st.topology));
-	cJSON_AddNumberToObject(o, "epoch", st.epoch);
-	cJSON_AddNumberToObject(o, "cluster_size", st.cluster_size);
-	arr = cJSON_AddArrayToObject(o, "nodes");
-	for (size_t i = 0; i < n && i < MEMBERS_MAX; i++)
-		cJSON_AddItemToArray(arr, member_json(&ms[i]));
-	free(ms);
-	out = cJSON_Print(o);
-	cJSON_Delete(o);
-	return out;
-}
-
-static char *events_json(struct agent *a)
-{
-	struct dw__sbuf b;
-	size_t first;
-	bool any = false;
-
-	dw__sb_init(&b, 1u << 20);
-	dw__sb_puts(&b, "[");
-	pthread_mutex_lock(&a->ring_lock);
-	first = a->ring_next > EVENT_RING ? a->ring_next - EVENT_RING : 0;
-	for (size_t i = first; i < a->ring_next; i++) {
-		dw__sb_printf(&b, "%s\n%s", any ? "," : "", a->ring[i % EVENT_RING]);
-		any = true;
-	}
-	pthread_mutex_unlock(&a->ring_lock);
-	dw__sb_puts(&b, "]\n");
-	return dw__sb_steal(&b, NULL);
+	dw__fabric_events_add(&a->events, ev, stdout);
 }
 
 static enum MHD_Result on_http(void *cls, struct MHD_Connection *c, const char *url,
@@ -249,39 +161,42 @@ static enum MHD_Result on_http(void *cls, struct MHD_Connection *c, const char *
 {
 	struct agent *a = cls;
 	struct MHD_Response *resp;
+	struct dw__sbuf b;
 	enum MHD_Result ret;
 	unsigned status = 200;
 	char *body = NULL;
-	bool from_dw = false;
+	size_t len = 0;
+	int rc = 0;
 
 	(void)version;
 	(void)upload;
 	(void)upload_size;
 	(void)con_cls;
-	if (strcmp(method, "GET") != 0) {
+	dw__sb_init(&b, DW_HTTP_CLIENT_BODY_MAX);
+	if (strcmp(method, "GET") != 0)
 		status = 405;
-	} else if (strcmp(url, "/v1/fabric/nodes") == 0) {
-		body = nodes_json(a->f);
-	} else if (strcmp(url, "/v1/fabric/events") == 0) {
-		body = events_json(a);
-		from_dw = true;
-	} else {
+	else if (strcmp(url, "/v1/fabric/nodes") == 0)
+		rc = dw__fabric_nodes_render(a->f, &b);
+	else if (strcmp(url, "/v1/fabric/events") == 0)
+		rc = dw__fabric_events_render(&a->events, &b);
+	else
 		status = 404;
-	}
+	if (status == 200 && rc == 0)
+		body = dw__sb_steal(&b, &len);
+	dw__sb_free(&b);
 	if (!body) {
 		static char msg[] = "{\"error\":\"not found\"}\n";
 
 		if (status == 200)
 			status = 500;
 		resp = MHD_create_response_from_buffer(strlen(msg), msg, MHD_RESPMEM_PERSISTENT);
-	} else if (from_dw) {
-		resp = MHD_create_response_from_buffer_with_free_callback(strlen(body), body,
-									  dw_free);
 	} else {
-		resp = MHD_create_response_from_buffer_with_free_callback(strlen(body), body, free);
+		resp = MHD_create_response_from_buffer_with_free_callback(len, body, dw_free);
 	}
-	if (!resp)
+	if (!resp) {
+		dw_free(body);
 		return MHD_NO;
+	}
 	MHD_add_response_header(resp, "Content-Type", "application/json");
 	ret = MHD_queue_response(c, status, resp);
 	MHD_destroy_response(resp);
@@ -330,7 +245,7 @@ static int cmd_agent(int argc, char **argv)
 	int c, rc, ret = DW_EXIT_ERROR;
 
 	memset(&a, 0, sizeof(a));
-	pthread_mutex_init(&a.ring_lock, NULL);
+	dw__fabric_events_init(&a.events);
 	dw_fabric_config_default(&cfg);
 	optind = 2;
 	opterr = 0;
@@ -460,9 +375,7 @@ out:
 		MHD_stop_daemon(mhd);
 	dw_fabric_close(a.f);
 	dw_fabric_udp_close(u);
-	for (size_t i = 0; i < EVENT_RING; i++)
-		free(a.ring[i]);
-	pthread_mutex_destroy(&a.ring_lock);
+	dw__fabric_events_release(&a.events);
 	return ret;
 }
 
