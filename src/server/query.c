@@ -185,3 +185,152 @@ bool dw__token_equal(const char *given, size_t given_len, const char *want, size
 	}
 	return want_len > 0 && diff == 0;
 }
+
+/*
+ * The body of POST /v1/backups: {"sources": ["/abs/dir", ...], "type": "auto"}. Same rules as
+ * the limits document: one JSON object and nothing after it, known members only, every source
+ * an absolute path named once, so a request either names exactly the backups to queue or
+ * queues none.
+ */
+int dw__parse_backup_json(const char *body, size_t len, struct dw__backup_request *req,
+			  char **arena, char *err, size_t errlen)
+{
+	static const char example[] = "{\"sources\": [\"/srv/data\"], \"type\": \"auto\"}";
+	cJSON *doc = NULL, *it, *sources = NULL, *type = NULL;
+	const char *end = NULL;
+	char *ar = NULL, *ap, shown[80];
+	size_t count = 0, need = 0;
+	int rc = DW_EUSAGE;
+
+	memset(req, 0, sizeof(*req));
+	req->type = DW_BACKUP_AUTO;
+	*arena = NULL;
+	err[0] = '\0';
+	if (!body || len == 0) {
+		snprintf(err, errlen, "the request needs a JSON object, e.g. %s", example);
+		goto out;
+	}
+	/* cJSON turns \u0000 into a NUL that would silently cut a path short */
+	if (memmem(body, len, "\\u0000", 6)) {
+		snprintf(err, errlen, "the body must not contain \\u0000");
+		goto out;
+	}
+	doc = cJSON_ParseWithLengthOpts(body, len, &end, false);
+	if (!doc) {
+		snprintf(err, errlen, "the body is not valid JSON");
+		goto out;
+	}
+	while (end && end < body + len && isspace((unsigned char)*end))
+		end++;
+	if (end && end < body + len) {
+		snprintf(err, errlen, "unexpected bytes after the JSON object");
+		goto out;
+	}
+	if (!cJSON_IsObject(doc)) {
+		snprintf(err, errlen, "the body must be a JSON object, e.g. %s", example);
+		goto out;
+	}
+	cJSON_ArrayForEach(it, doc)
+	{
+		cJSON **slot;
+
+		if (it->string && strcmp(it->string, "sources") == 0) {
+			slot = &sources;
+		} else if (it->string && strcmp(it->string, "type") == 0) {
+			slot = &type;
+		} else {
+			snprintf(err, errlen, "unknown member %s (known: sources, type)",
+				 dw_log_quote(it->string ? it->string : "", shown, sizeof(shown)));
+			goto out;
+		}
+		if (*slot) {
+			snprintf(err, errlen, "member %s is given twice", it->string);
+			goto out;
+		}
+		*slot = it;
+	}
+	if (type) {
+		const char *t = cJSON_GetStringValue(type);
+
+		if (t && strcmp(t, "full") == 0)
+			req->type = DW_BACKUP_FULL;
+		else if (t && strcmp(t, "incremental") == 0)
+			req->type = DW_BACKUP_INCREMENTAL;
+		else if (t && strcmp(t, "auto") == 0)
+			req->type = DW_BACKUP_AUTO;
+		else {
+			snprintf(err, errlen, "type must be \"full\", \"incremental\" or \"auto\"");
+			goto out;
+		}
+	}
+	if (!cJSON_IsArray(sources)) {
+		snprintf(err, errlen, "sources must be an array of directory paths, e.g. %s",
+			 example);
+		goto out;
+	}
+	cJSON_ArrayForEach(it, sources)
+	{
+		const char *s = cJSON_GetStringValue(it);
+		size_t l;
+
+		if (++count > DW_SERVER_BACKUP_SOURCES_MAX) {
+			snprintf(err, errlen, "too many sources in one request (at most %d)",
+				 DW_SERVER_BACKUP_SOURCES_MAX);
+			goto out;
+		}
+		if (!s) {
+			snprintf(err, errlen, "sources[%zu] is not a string", count - 1);
+			goto out;
+		}
+		l = strlen(s);
+		if (l == 0 || s[0] != '/') {
+			snprintf(err, errlen, "sources[%zu] %s is not an absolute path", count - 1,
+				 dw_log_quote(s, shown, sizeof(shown)));
+			goto out;
+		}
+		if (l >= DW_SERVER_BACKUP_PATH_MAX) {
+			snprintf(err, errlen, "sources[%zu] is longer than %d bytes", count - 1,
+				 DW_SERVER_BACKUP_PATH_MAX - 1);
+			goto out;
+		}
+		for (cJSON *prev = sources->child; prev != it; prev = prev->next) {
+			if (strcmp(prev->valuestring, s) == 0) {
+				snprintf(err, errlen, "source %s is listed twice",
+					 dw_log_quote(s, shown, sizeof(shown)));
+				goto out;
+			}
+		}
+		need += l + 1;
+	}
+	if (count == 0) {
+		snprintf(err, errlen, "sources is empty; e.g. %s", example);
+		goto out;
+	}
+	ar = dw_malloc(need);
+	if (!ar) {
+		rc = -ENOMEM;
+		snprintf(err, errlen, "out of memory");
+		goto out;
+	}
+	ap = ar;
+	cJSON_ArrayForEach(it, sources)
+	{
+		size_t l = strlen(it->valuestring) + 1;
+
+		memcpy(ap, it->valuestring, l);
+		req->sources[req->n++] = ap;
+		ap += l;
+	}
+	*arena = ar;
+	ar = NULL;
+	rc = 0;
+out:
+	if (rc < 0) {
+		memset(req, 0, sizeof(*req));
+		if (!err[0])
+			snprintf(err, errlen, "the request could not be read");
+	}
+	cJSON_Delete(doc);
+	dw_free(ar);
+	return rc;
+}

@@ -8,6 +8,8 @@
  *   GET  /v1/subsystems/NAME             one subsystem's object
  *   GET  /v1/subsystems/NAME/limits      {"limits": {...}} of one subsystem
  *   PUT  /v1/subsystems/NAME/limits      apply {"limit": value, ...} live; admin token needed
+ *   /v1/io, /v1/backups..., /v1/fabric/...  per-subsystem routers in io_routes.c,
+ *                                         backup_routes.c and fabric_routes.c
  *
  * Every error is JSON {"error": "<name>", "message": "..."}; a path that exists with another
  * method is 405 with an Allow header. For PUT the checks run in this order so that nothing is
@@ -56,6 +58,30 @@ void dw__reply_error(struct dw__reply *r, int status, const char *name, const ch
 	}
 	cJSON_free(text);
 	cJSON_Delete(o);
+}
+
+void dw__reply_not_configured(struct dw__reply *r, const char *what, const char *hint)
+{
+	dw__reply_error(r, 404, "not_configured", "%s is not configured: %s", what, hint);
+}
+
+void dw__reply_json(struct dw__reply *r, int status, cJSON *j)
+{
+	char *text = j ? cJSON_PrintUnformatted(j) : NULL;
+
+	cJSON_Delete(j);
+	r->body.len = 0;
+	if (!text || dw__sb_puts(&r->body, text) < 0 || dw__sb_puts(&r->body, "\n") < 0) {
+		if (text && r->body.max < strlen(text) + 1)
+			dw__reply_error(r, 500, "internal",
+					"the response is larger than its limit");
+		else
+			dw__reply_error(r, 500, "internal", "out of memory");
+	} else {
+		r->status = status;
+		r->content_type = "application/json";
+	}
+	cJSON_free(text);
 }
 
 static void reply_rc(struct dw__reply *r, int rc, const char *what)
@@ -153,7 +179,7 @@ out:
 	dw__sb_free(&tmp);
 }
 
-static bool authorized(struct dw__server *s, const char *auth, struct dw__reply *r)
+bool dw__authorized(struct dw__server *s, const char *auth, struct dw__reply *r)
 {
 	size_t len;
 	const char *tok = dw__parse_bearer(auth, &len);
@@ -180,7 +206,7 @@ static void route_put_limits(struct dw__server *s, const char *name, const char 
 	size_t nnames = 0, n = 0, o = 0;
 	int rc;
 
-	if (!authorized(s, auth, r)) {
+	if (!dw__authorized(s, auth, r)) {
 		dw_log(DW_LOG_WARN, "serve", "auth_failed", "path=/v1/subsystems/%s/limits", name);
 		return;
 	}
@@ -292,6 +318,10 @@ void dw__route(struct dw__server *s, const char *method, const char *path, const
 			return;
 		}
 	}
+	if (dw__io_route(s, method, path, r) ||
+	    dw__backup_route(s, method, path, auth, body, body_len, r) ||
+	    dw__fabric_route(s, method, path, r))
+		return;
 	if (strncmp(path, prefix, sizeof(prefix) - 1) != 0)
 		goto not_found;
 	rest = path + sizeof(prefix) - 1;

@@ -4,19 +4,25 @@
  *
  *   start:  flags > config file > defaults  ->  data dir (0700)  ->  admin token (0600)
  *           ->  token keyring  ->  store  ->  cache, registered as subsystem "cache"
- *           ->  HTTP daemon  ->  "listening" log line
+ *           ->  db  ->  io (the data directory held open on it)  ->  backup manager and its
+ *           repository ([backup] repo; the repository held open on io too)  ->  fabric node
+ *           and its thread ([fabric])  ->  HTTP daemon  ->  "listening" log line
  *   run:    the main thread waits in sigwait() for SIGTERM or SIGINT (blocked in every thread,
  *           so no handler runs in the middle of a request)
  *   stop:   stop accepting, let requests in progress finish (grace period), stop the HTTP
- *           daemon, then close in reverse order: cache, store, keyring, registry; exit 0.
+ *           daemon, then close in reverse order: fabric, backup, io, db, cache, store,
+ *           keyring, registry; exit 0.
  *
  * Threads and locking: the main thread owns everything here; request threads only reach the
- * registry (which has its own lock) and the atomics of struct dw__server.
+ * registry (which has its own lock), the atomics of struct dw__server, and the subsystem
+ * handles in it, which are set before the HTTP daemon starts, cleared only after it stopped,
+ * and thread-safe themselves. The fabric node runs on its own thread (fabric_routes.c).
  *
  * The token itself is never logged, only the path of the file that holds it.
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
 #include <netinet/in.h>
@@ -56,8 +62,9 @@ struct serve_opts {
 	size_t cache_max_entries;
 	size_t cache_max_bytes;
 	uint64_t cache_ttl_ms;
-	char db_strategies[2048];   /* [db] strategies: NAME=URI, ... ("" = SQLite in data) */
-	char backup_repo[PATH_MAX]; /* [backup] repo: run the backup manager on it ("" = none) */
+	char db_strategies[2048];      /* [db] strategies: NAME=URI, ... ("" = SQLite in data) */
+	char backup_repo[PATH_MAX];    /* [backup] repo: run the backup manager on it ("" = none) */
+	struct dw__fabric_opts fabric; /* [fabric]: run a fabric node (enabled) */
 };
 
 static int fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -199,7 +206,8 @@ static int copy_value(const dw_config *cfg, const char *section, const char *key
 	return 0;
 }
 
-/* Read [server], [log] and [cache] into o; unknown keys in them are errors. */
+/* Read [server], [log], [cache], [db], [backup] and [fabric] into o; unknown keys in them are
+ * errors. */
 static int load_config(const char *path, struct serve_opts *o)
 {
 	dw_config *cfg = NULL;
@@ -270,6 +278,8 @@ static int load_config(const char *path, struct serve_opts *o)
 	if (rc == 0)
 		rc = dw_config_get_duration_ms(cfg, "cache", "ttl", o->cache_ttl_ms,
 					       &o->cache_ttl_ms, err, sizeof(err));
+	if (rc == 0)
+		rc = dw__fabric_config(cfg, &o->fabric, err, sizeof(err));
 out:
 	dw_config_close(cfg);
 	if (rc < 0)
@@ -312,6 +322,29 @@ static int open_db(const struct serve_opts *o, dw_token_keyring *kr, dw_store *s
 	return dw_db_open(&dc, out, err, errlen);
 }
 
+/* Hold dir open on the io manager (see struct dw__io_path); a failure only costs /v1/io the
+ * device's class and probe details, so it is logged, not fatal. */
+static void hold_io_path(struct dw__server *srv, dw_io *io, const char *what, const char *dir)
+{
+	for (size_t i = 0; i < DW_SERVER_IO_PATHS; i++) {
+		struct dw__io_path *p = &srv->io_paths[i];
+		int rc;
+
+		if (p->f)
+			continue;
+		rc = dw_io_file_open(io, dir, O_RDONLY | O_DIRECTORY, 0, 0, &p->f);
+		if (rc < 0) {
+			char q[PATH_MAX + 8];
+
+			dw_log(DW_LOG_WARN, "serve", "io_path", "path=%s err=%s",
+			       dw_log_quote(dir, q, sizeof(q)), dw_err_name(rc));
+			return;
+		}
+		p->what = what;
+		return;
+	}
+}
+
 static void *cjson_malloc(size_t n)
 {
 	return dw_malloc(n);
@@ -347,6 +380,8 @@ int dw__cmd_serve(int argc, char **argv)
 	bool io_registered = false;
 	dw_backup_mgr *backup = NULL;
 	bool backup_registered = false;
+	dw_backup_repo *backup_repo = NULL;
+	struct dw__fabric_node *fabric = NULL;
 
 	/* Block the stop signals first: MHD's threads inherit the mask, so the signals are only
 	 * ever taken by sigwait() below, and one that arrives during start-up waits there. */
@@ -507,6 +542,7 @@ int dw__cmd_serve(int argc, char **argv)
 			goto out;
 		}
 		io_registered = true;
+		hold_io_path(srv, io, "data", o.data);
 	}
 
 	/* The backup manager, when [backup] repo names an initialised repository: retention on
@@ -535,7 +571,27 @@ int dw__cmd_serve(int argc, char **argv)
 			goto out;
 		}
 		backup_registered = true;
+		rc = dw_backup_repo_open(o.backup_repo, &backup_repo);
+		if (rc < 0) {
+			ret = fail(DW_EXIT_ERROR, "cannot open the backup repository %s: %s",
+				   o.backup_repo, dw_strerror(rc));
+			goto out;
+		}
+		hold_io_path(srv, io, "backup_repo", o.backup_repo);
 	}
+
+	/* The fabric node, when the configuration has a [fabric] section. */
+	if (o.fabric.enabled) {
+		rc = dw__fabric_start(&o.fabric, o.data, srv->reg, &fabric, err, sizeof(err));
+		if (rc < 0) {
+			ret = fail(DW_EXIT_ERROR, "%s", err);
+			goto out;
+		}
+	}
+	srv->io = io;
+	srv->backup = backup;
+	srv->backup_repo = backup_repo;
+	srv->fabric = fabric;
 
 	dw_log(DW_LOG_INFO, "serve", "admin_token", "file=%s created=%s",
 	       dw_log_quote(o.admin_token_file, q, sizeof(q)), created ? "yes" : "no");
@@ -573,9 +629,21 @@ int dw__cmd_serve(int argc, char **argv)
 out:
 	if (mhd)
 		dw__http_stop(srv, mhd, 0);
+	if (srv) {
+		srv->io = NULL;
+		srv->backup = NULL;
+		srv->backup_repo = NULL;
+		srv->fabric = NULL;
+	}
+	dw__fabric_stop(fabric, srv ? srv->reg : NULL);
+	dw_backup_repo_close(backup_repo);
 	if (backup_registered)
 		dw_registry_remove(srv->reg, dw_backup_mgr_scalable(backup)->name);
 	dw_backup_mgr_close(backup);
+	for (size_t i = 0; srv && i < DW_SERVER_IO_PATHS; i++) {
+		dw_io_file_close(srv->io_paths[i].f);
+		srv->io_paths[i].f = NULL;
+	}
 	if (io_registered)
 		dw_registry_remove(srv->reg, dw_io_scalable(io)->name);
 	dw_io_close(io);
