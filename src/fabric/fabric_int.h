@@ -1,7 +1,19 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Fabric internals shared by fabric.c (protocol logic), wire.c (packet format and
- * authentication), sim.c (simulated network and clock) and the transports.
+ * Private interface of the fabric subsystem: the wire format, the replay window, and the protocol
+ * state every logic file shares.
+ *
+ *   fabric.c      design notes (invariants, member states); open/close/join, queries, sim hooks
+ *   member.c      the member table and its index, replay windows, scope, events, merge of
+ *                 records from the wire and evidence of life
+ *   topology.c    groups, roles (hub, leaders, who monitors and heartbeats whom), topology
+ *                 choice and the coordinated switch, limits and their validation
+ *   send.c        the dissemination queue and every packet the logic builds, urgent pushes
+ *   receive.c     dw_fabric_receive(): authentication order, join admission, member pages
+ *   detect.c      dw_fabric_tick(): heartbeat rounds, probes, suspicion and removal, stalls
+ *   metrics.c     the dw_scalable face: metrics, limits by name, backpressure state
+ *   wire.c        packet format and authentication      keyring.c  key files
+ *   transport_udp.c, sim.c   the two drivers: UDP sockets, and the simulated network and clock
  *
  * The wire layer knows nothing of membership: it turns items into an authenticated datagram
  * and back. The logic layer knows nothing of sockets: it hands finished datagrams to a transport
@@ -13,6 +25,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <pthread.h>
 #include <stdio.h>
 
 #include "dwscale/fabric.h"
@@ -229,5 +242,269 @@ int dw__fabric_seed_member(dw_fabric *f, const dw_fabric_member *m);
 void dw__fabric_dump(dw_fabric *f, FILE *out);
 /* Simulator: is id in this node's view and alive/suspect? */
 bool dw__fabric_knows_alive(dw_fabric *f, uint64_t id);
+
+/* ---- protocol state ------------------------------------------------------------------------
+ *
+ * Everything below is shared by the logic files. Every dw__fabric_* function below that takes a
+ * dw_fabric expects f->lock held (see "Threads and locking" in fabric.c); the simulator hooks
+ * declared above take the lock themselves.
+ */
+
+/*
+ * Checks and probes run at H/10: removal lands at most H/10 after K*H (inside the required
+ * H/2), and a suspect gets 10 probes in its last interval; at 10 % loss a probe round trip
+ * fails with p = 0.19, so 10 failures in a row have p ~ 6e-8 per suspicion.
+ */
+#define DW__CHECK_DIVISOR 10
+/* Evidence requests per probe round: three helpers each answering with p = 0.81 leave a round
+ * empty with p ~ 0.007, on top of the direct probe. */
+#define DW__HELPERS_PER_PROBE 3
+/* An update rides on every packet for this many heartbeat rounds: three tries per target make a
+ * miss at 10 % loss 1e-3, and the direct-contact backstop (auto-add) covers the rest. */
+#define DW__DISSEM_ROUNDS 3
+/* Hubs and leaders push a removal or topology change this many times, H/10 apart: a target
+ * misses all of them with p = 1e-4 at 10 % loss, well inside the H/2 removal window. */
+#define DW__URGENT_PUSHES 4
+/* Pending dissemination entries: a cap so a join storm cannot grow memory; the oldest drops
+ * (it was already sent at least once, and the backstops above remain). */
+#define DW__DISSEM_CAP 4096
+/* Dead records are kept this many K*H after removal, so stale alive records still riding on
+ * packets (for DW__DISSEM_ROUNDS*H at most) cannot bring a removed node back. */
+#define DW__DEAD_RETAIN_KH 10
+/* Join retries: a lost JOIN or page request is retried after this share of H, cycling seeds. */
+#define DW__JOIN_RETRY_DIVISOR 4
+/* Replay windows kept per sender id; the table grows to this many times the view's cap. */
+#define DW__REPLAY_SENDERS_FACTOR 4
+
+/* One record of the view, as this node sees it. */
+struct member {
+	uint64_t id;
+	uint32_t gen, ctr;
+	uint8_t state;	 /* dw_fabric_state */
+	uint8_t flags;	 /* DW__MEMBER_FLAG_LEADER */
+	uint16_t group;	 /* as the member reports it */
+	uint16_t lgroup; /* its group by my limits: what my decisions use */
+	bool monitored;
+	bool gone; /* left my scope (Federated): kept like a dead record, but never announced */
+	uint32_t ip;
+	uint16_t port;
+	uint32_t group_size;  /* Federated leaders: live members of their group, as reported */
+	uint64_t evidence_ns; /* removal clock: last sign of life, or the start of a grace */
+	uint64_t heard_ns;    /* last real sign of life only (0: none): what EVID answers */
+	uint64_t state_ns;
+};
+
+/* A record waiting to ride on outgoing packets for a few more rounds. */
+struct pending {
+	uint64_t id;
+	uint8_t rounds;
+};
+
+struct replay_slot {
+	uint64_t id;
+	struct dw__replay w;
+};
+
+enum join_state { J_IDLE = 0, J_JOINING, J_SYNCING, J_JOINED, J_REFUSED };
+
+/* Whose copy of a member record dw__fabric_merge() is applying. */
+enum dw__merge_src {
+	DW__MERGE_RELAYED = 0, /* piggybacked: someone else's copy */
+	DW__MERGE_DIRECT = 1,  /* the sender's own record */
+	DW__MERGE_PAGE = 2,    /* a member page from a join or sync */
+};
+
+/* One node of the fabric. Every field is protected by lock. */
+struct dw_fabric {
+	pthread_mutex_t lock;
+	dw_scalable scalable; /* immutable after open */
+	dw_fabric_config cfg; /* limits inside are the live ones */
+	struct dw__wire_keys keys;
+	uint64_t rng;
+	uint64_t seq;
+
+	struct member *m; /* m[0] is this node */
+	size_t n, cap;
+	uint32_t *index; /* open addressing: slot -> member index + 1, 0 empty */
+	size_t index_cap;
+
+	struct replay_slot *replay;
+	size_t replay_n, replay_cap;
+
+	struct pending *pend;
+	size_t pend_n, pend_cap, pend_cursor;
+
+	dw_fabric_topology topology;
+	uint32_t epoch;
+	dw_fabric_topology base; /* the configured topology: where a shrink goes back to */
+	bool recommended;	 /* recommend mode: event raised for the current crossing */
+	bool roles_dirty;
+	uint64_t hub_id;	/* Star hub / my Federated leader / 0 */
+	uint64_t low_id;	/* lowest live id I know: the coordinator, always a leader */
+	bool relay;		/* I am hub or leader: I re-disseminate what I learn */
+	uint32_t reported_size; /* Federated member: cluster size from my leader */
+	uint32_t ngroups;	/* cached from the limits */
+	bool stepped_down;	/* no longer a leader: the other leaders must hear it */
+	/* ids of the members I monitor, so the H/10 check does not walk a whole Federated view
+	 * (a member monitors one leader out of ~200 records) */
+	uint64_t *mon, *mon_scan;
+	size_t nmon, mon_cap;
+	bool mon_overflow;
+
+	enum join_state join;
+	dw_fabric_addr seeds[16];
+	size_t nseeds, seed_next;
+	dw_fabric_addr sync_from;
+	uint32_t sync_offset, sync_total;
+
+	uint64_t next_round_ns, next_check_ns, next_join_ns, next_flush_ns;
+	unsigned flush_left;
+	uint64_t last_purge_ns;
+	uint64_t last_switch_ns; /* when the topology last changed here */
+	uint64_t last_run_ns;	 /* last call into the handle: a long gap means we were stopped */
+
+	dw_fabric_stats st;
+	dw_ema detect_ema;
+};
+
+static inline uint64_t dw__fabric_now(dw_fabric *f)
+{
+	return dw_clock_now(f->cfg.clock);
+}
+
+static inline uint64_t dw__fabric_interval(dw_fabric *f)
+{
+	return f->cfg.limits.interval_ns;
+}
+
+static inline uint64_t dw__fabric_suspect_after(dw_fabric *f)
+{
+	uint32_t k = f->cfg.limits.missed;
+
+	return k >= 2 ? (k - 1) * dw__fabric_interval(f) : dw__fabric_interval(f) / 2;
+}
+
+/*
+ * Probing starts once a heartbeat is half an interval overdue: at 10 % loss one in ten links
+ * gets here each round, and a probe answered within H/10 settles it long before anyone hears of
+ * a suspicion (which would make the node refute and churn its incarnation cluster-wide).
+ */
+static inline uint64_t dw__fabric_probe_after(dw_fabric *f)
+{
+	uint64_t p = dw__fabric_interval(f) + dw__fabric_interval(f) / 2;
+
+	return p < dw__fabric_suspect_after(f) ? p : dw__fabric_suspect_after(f);
+}
+
+static inline uint64_t dw__fabric_dead_after(dw_fabric *f)
+{
+	return f->cfg.limits.missed * dw__fabric_interval(f);
+}
+
+/* Order of two incarnations (generation, counter): -1, 0 or 1. */
+static inline int dw__fabric_inc_cmp(uint32_t g1, uint32_t c1, uint32_t g2, uint32_t c2)
+{
+	if (g1 != g2)
+		return g1 < g2 ? -1 : 1;
+	if (c1 != c2)
+		return c1 < c2 ? -1 : 1;
+	return 0;
+}
+
+/* The group of id under my limits. */
+static inline uint16_t dw__fabric_group(dw_fabric *f, uint64_t id)
+{
+	return dw__fabric_group_of(id, f->ngroups);
+}
+
+static inline bool dw__fabric_is_leader(const struct member *m)
+{
+	return m->flags & DW__MEMBER_FLAG_LEADER;
+}
+
+static inline bool dw__fabric_live(const struct member *m)
+{
+	return m->state != DW_FABRIC_DEAD;
+}
+
+/* Joined: heartbeating and answering (a node pulling pages after a join still is). */
+static inline bool dw__fabric_active(dw_fabric *f)
+{
+	return f->join == J_JOINED || f->join == J_SYNCING;
+}
+
+void dw__fabric_recompute_roles(dw_fabric *f);
+
+/* Roles are recounted lazily: a change marks them dirty, a reader recounts. */
+static inline void dw__fabric_roles(dw_fabric *f)
+{
+	if (f->roles_dirty)
+		dw__fabric_recompute_roles(f);
+}
+
+/* ---- member.c: the view ---- */
+
+struct member *dw__fabric_find(dw_fabric *f, uint64_t id);
+/* A new zeroed record for id (NULL when out of memory or at the view's cap). */
+struct member *dw__fabric_add_member(dw_fabric *f, uint64_t id);
+/* Drop the records drop() picks (never m[0]); rebuilds the index once. */
+void dw__fabric_compact(dw_fabric *f, bool (*drop)(dw_fabric *f, const struct member *m));
+/* The replay window of a sender (created when create is set; NULL when out of memory). */
+struct replay_slot *dw__fabric_replay_slot(dw_fabric *f, uint64_t id, bool create);
+bool dw__fabric_in_scope(dw_fabric *f, uint64_t id, bool leader);
+void dw__fabric_make_gone(dw_fabric *f, struct member *m, uint32_t gen, uint32_t ctr,
+			  uint8_t flags);
+void dw__fabric_to_public(const struct member *m, dw_fabric_member *out);
+void dw__fabric_emit_ev(dw_fabric *f, dw_fabric_event_type type, const struct member *m,
+			bool decided);
+void dw__fabric_emit(dw_fabric *f, dw_fabric_event_type type, const struct member *m);
+void dw__fabric_emit_topo(dw_fabric *f, dw_fabric_event_type type, dw_fabric_topology from,
+			  dw_fabric_topology to, uint32_t size, const char *reason);
+void dw__fabric_set_state(dw_fabric *f, struct member *m, uint8_t state);
+struct member *dw__fabric_merge(dw_fabric *f, const struct dw__wire_member *r,
+				enum dw__merge_src src);
+/* A sign of life from m at local time when (never moves evidence back). */
+void dw__fabric_on_evidence(dw_fabric *f, struct member *m, uint64_t when);
+
+/* ---- topology.c: groups, roles, topology ---- */
+
+void dw__fabric_regroup(dw_fabric *f);
+bool dw__fabric_is_monitored(dw_fabric *f, const struct member *m);
+bool dw__fabric_is_target(dw_fabric *f, const struct member *m, bool *ack_req);
+uint32_t dw__fabric_topo_max(const dw_fabric_limits *l, dw_fabric_topology t);
+void dw__fabric_adopt_topology(dw_fabric *f, uint32_t epoch, dw_fabric_topology t);
+/* After a count change: recommend or (coordinator only) switch the topology. */
+void dw__fabric_coordinate(dw_fabric *f);
+
+/* ---- send.c: dissemination and packets ---- */
+
+/* Let the record of id ride on the next DW__DISSEM_ROUNDS rounds of packets. */
+void dw__fabric_enqueue(dw_fabric *f, uint64_t id);
+/* One heartbeat round done: age the dissemination queue. */
+void dw__fabric_pend_round(dw_fabric *f);
+void dw__fabric_send_status(dw_fabric *f, const struct member *to, uint8_t type, uint8_t flags,
+			    const struct member *extra);
+void dw__fabric_send_status_addr(dw_fabric *f, const dw_fabric_addr *to, uint8_t type,
+				 const struct member *extra);
+void dw__fabric_send_evid_req(dw_fabric *f, const struct member *helper, uint64_t subject);
+/* Answer an EVID_REQ: the age of my last sign of life from subject. */
+void dw__fabric_answer_evid(dw_fabric *f, const dw_fabric_addr *from, uint64_t subject);
+void dw__fabric_flush_urgent(dw_fabric *f);
+void dw__fabric_schedule_urgent(dw_fabric *f);
+void dw__fabric_send_join(dw_fabric *f, const dw_fabric_addr *to);
+void dw__fabric_send_sync_req(dw_fabric *f);
+void dw__fabric_send_page(dw_fabric *f, const dw_fabric_addr *to, uint8_t type, uint64_t joiner,
+			  uint32_t offset, const struct dw__wire_join_result *jr);
+void dw__fabric_fill_result(dw_fabric *f, struct dw__wire_join_result *jr, uint8_t status);
+void dw__fabric_send_redirect(dw_fabric *f, const dw_fabric_addr *to, const struct member *m);
+
+/* ---- detect.c: timers ---- */
+
+/* Every entry point calls this first: a gap past H/2 moves every removal clock forward. */
+void dw__fabric_note_run(dw_fabric *f, uint64_t now);
+
+/* ---- metrics.c ---- */
+
+extern const dw_scalable_ops dw__fabric_scalable_ops;
 
 #endif

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /*
- * Deterministic fabric simulator: N real fabric nodes (fabric.c, wire.c, real HMAC) over a
+ * Deterministic fabric simulator: N real fabric nodes (the logic files, wire.c, real HMAC) over a
  * simulated network and one virtual clock, in one thread.
  *
  * Everything that happens is an event in one priority queue ordered by (time, sequence): a node

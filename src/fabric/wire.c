@@ -27,7 +27,7 @@
  * acts on is unauthenticated; it is checked in constant time before any item is read. Items
  * carry their own length so a newer sender can add kinds (or grow a kind) and an older receiver
  * skips what it does not know. The sequence number feeds a per-sender replay window kept by the
- * receiver (fabric.c): senders start it at generation << 32, so a restarted node's packets are
+ * receiver (receive.c): senders start it at generation << 32, so a restarted node's packets are
  * always newer than anything it sent before.
  *
  * Decoding never trusts a length: every read is bounds-checked against the datagram, which is
