@@ -482,7 +482,8 @@ out:
 		close(out);
 }
 
-/* The baseline: the object's chunk rows read with sqlite3_blob_read in 64 KiB pieces. */
+/* The baseline: the object's chunk rows read with sqlite3_blob_read in 64 KiB pieces (content
+ * only: each row's 8-byte checksum is skipped, not read or checked). */
 static void child_blob(const void *varg, struct result *r)
 {
 	const char *path = varg;
@@ -492,6 +493,7 @@ static void child_blob(const void *varg, struct result *r)
 	sqlite3_blob *blob = NULL;
 	unsigned char *buf = dw_malloc(BLOB_PIECE);
 	int64_t oid, chunks;
+	int hdr; /* the row's checksum, skipped: the peer reads content only */
 	double t0;
 	int rc;
 
@@ -501,7 +503,7 @@ static void child_blob(const void *varg, struct result *r)
 	}
 	rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL);
 	if (rc == SQLITE_OK)
-		rc = sqlite3_prepare_v2(db, "SELECT oid, chunks FROM objects WHERE key = ?1", -1,
+		rc = sqlite3_prepare_v2(db, "SELECT oid, chunks, rowsums FROM objects WHERE key = ?1", -1,
 					&st, NULL);
 	if (rc != SQLITE_OK) {
 		set_msg(r, DW_EBACKEND, "blob reader", sqlite3_errmsg(db));
@@ -514,6 +516,7 @@ static void child_blob(const void *varg, struct result *r)
 	}
 	oid = sqlite3_column_int64(st, 0);
 	chunks = sqlite3_column_int64(st, 1);
+	hdr = sqlite3_column_int(st, 2) ? 8 : 0;
 	t0 = now_s();
 	/* One read transaction for the whole object, as dwscale's reader effectively gets. */
 	sqlite3_exec(db, "BEGIN", NULL, NULL, NULL);
@@ -528,7 +531,7 @@ static void child_blob(const void *varg, struct result *r)
 			goto out;
 		}
 		n = sqlite3_blob_bytes(blob);
-		for (int off = 0; off < n; off += BLOB_PIECE) {
+		for (int off = hdr; off < n; off += BLOB_PIECE) {
 			int piece = n - off < (int)BLOB_PIECE ? n - off : (int)BLOB_PIECE;
 
 			rc = sqlite3_blob_read(blob, buf, piece, off);

@@ -8,7 +8,7 @@ set -euo pipefail
 need=(
 	build-essential meson ninja-build pkg-config clang llvm libclang-rt-14-dev
 	libsqlite3-dev libpq-dev liburing-dev libzstd-dev libssl-dev
-	libmicrohttpd-dev libcjson-dev libinih-dev libcmocka-dev
+	libmicrohttpd-dev libcjson-dev libinih-dev libxxhash-dev libcmocka-dev
 	python3 python3-pytest postgresql sqlite3 curl prometheus
 )
 if [ "${1:-}" = "--bench" ]; then

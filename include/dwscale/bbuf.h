@@ -80,13 +80,16 @@ extern "C" {
  * ctx; it is called exactly once by whoever took the source. cancel (may be NULL) must make a
  * read that is blocked, or the next one, return soon (typically DW_ECANCELED); it may be called
  * from any thread, more than once, and concurrently with read. A source without a cancel hook
- * whose read blocks forever makes dw_bbuf_close wait for that read.
+ * whose read blocks forever makes dw_bbuf_close wait for that read. errmsg (may be NULL) says
+ * why the last read failed; a stream calls it on the reading thread right after the failure and
+ * keeps a copy for dw_bbuf_errmsg.
  */
 typedef struct dw_source {
 	ssize_t (*read)(void *ctx, void *buf, size_t len);
 	void (*close)(void *ctx);
 	void *ctx;
 	void (*cancel)(void *ctx);
+	const char *(*errmsg)(void *ctx);
 } dw_source;
 
 /*

@@ -42,7 +42,7 @@ typedef struct dw_db_config {
 	size_t chunk_size;	     /* bytes per streamed chunk; default 64 KiB */
 	size_t buffer_cap;	     /* bytes a streaming get may buffer; default 64 MiB */
 	uint64_t health_deadline_ms; /* default 5000 */
-	bool verify_reads;	     /* check each read's SHA-256 at its end; default true */
+	bool verify_reads;	     /* check each row's checksum as it is read; default true */
 	const dw_clock *clock;	     /* NULL = real */
 	/* Signs listing tokens; NULL: a random in-memory key (tokens die with the handle). */
 	dw_token_keyring *tokens;

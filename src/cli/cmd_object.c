@@ -233,10 +233,7 @@ static int do_get(struct dw__dbopen *d, const char *key, const struct opts *op)
 	if (rc < 0) {
 		const char *m = dw_bbuf_errmsg(b);
 
-		fprintf(stderr, "dwscale: object get: %s\n",
-			rc == DW_ECONFLICT || rc == DW_ECORRUPT ? dw_db_errmsg(d->db)
-			: m && *m				? m
-								: dw_strerror(rc));
+		fprintf(stderr, "dwscale: object get: %s\n", m && *m ? m : dw_strerror(rc));
 		ret = rc == DW_ECONFLICT ? DW_EXIT_NOTFOUND : DW_EXIT_ERROR;
 		goto out;
 	}

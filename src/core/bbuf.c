@@ -309,8 +309,14 @@ static void *producer_main(void *arg)
 	}
 
 	b->status = (int)r;
-	if (r < 0 && r != DW_ECANCELED && b->producer_msg[0] == '\0')
-		set_producer_msg_locked(b, "source read failed: %s", dw_strerror((int)r));
+	if (r < 0 && r != DW_ECANCELED && b->producer_msg[0] == '\0') {
+		const char *m = b->src.errmsg ? b->src.errmsg(b->src.ctx) : NULL;
+
+		if (m && *m)
+			set_producer_msg_locked(b, "%s", m);
+		else
+			set_producer_msg_locked(b, "source read failed: %s", dw_strerror((int)r));
+	}
 	b->producer_done = true;
 	atomic_store_explicit(&b->ended, true, memory_order_release);
 	while (b->free_list) {

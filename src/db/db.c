@@ -4,9 +4,17 @@
  *
  * A put reads its source one row (DW__DB_ROW_MAX) at a time, hashing as it goes, and hands
  * full rows to the strategy, so its memory is one row plus the strategy's small write batch,
- * whatever the object's size. A get walks the rows of the version (oid) it found at open; each
- * row is its own short read, so no transaction spans the walk, and a concurrent overwrite shows
- * up as DW_ECONFLICT (db_int.h, invariant 1), never as a mix of versions.
+ * whatever the object's size. Each row is stored behind its XXH3-64 (db_int.h, "row sums").
+ *
+ * Verified reads (verify_reads, on by default) check every row against its sum before the
+ * row's last byte is handed on: a damaged row stops the get with DW_ECORRUPT within one row
+ * (256 KiB), never after the whole object has been served, and a ranged get is checked too.
+ * XXH3 runs at tens of GB/s, so checking costs a few per cent of a get; the SHA-256 of the
+ * content (the object's identity, ETag) is computed once, at put. Objects written before row
+ * sums existed are checked against their SHA-256 at the end instead, as before. A get walks the
+ * rows of the version (oid) it found at open; each row is its own short read, so no transaction
+ * spans the walk, and a concurrent overwrite shows up as DW_ECONFLICT (db_int.h, invariant 1),
+ * never as a mix of versions.
  *
  * Threads and locking: the strategy table is fixed after open and read without a lock; each
  * strategy is thread-safe on its own. Counters are C11 atomics (relaxed: they are statistics).
@@ -20,6 +28,7 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
+#include <xxhash.h>
 
 #include "db_int.h"
 #include "dwscale/db.h"
@@ -30,9 +39,13 @@ struct dw_db_reader {
 	struct dw__db_info info;
 	uint64_t seq;
 	uint64_t delivered;
-	uint8_t *row;
-	size_t row_len, row_off;
-	EVP_MD_CTX *md;
+	uint8_t *row;		      /* stored row (row path), dw_malloc'd on first use */
+	const uint8_t *row_data;      /* its content: row, or row + DW__DB_ROW_SUM */
+	size_t row_len, row_off;      /* content bytes of the row, and bytes of it consumed */
+	EVP_MD_CTX *md;		      /* SHA-256 of the whole content (objects without row sums) */
+	XXH3_state_t *xs;	      /* the current row's XXH3 (cursor path, verified reads) */
+	uint64_t row_want;	      /* the current row's stored sum (cursor path) */
+	bool row_started;	      /* cursor path: header of row seq handled */
 	size_t skip;		      /* bytes of the first row to skip (ranged reads) */
 	struct dw__db_cursor *cursor; /* streaming get on a strategy with cursors */
 	int err;		      /* sticky */
@@ -498,6 +511,24 @@ void dw__db_info_to_object(const struct dw__db_info *in, dw_db_object *out)
 	out->meta = in->meta ? dw_strdup(in->meta) : NULL;
 }
 
+/* Row sums (db_int.h): XXH3-64 of the content, little-endian, in front of it. */
+static void row_sum_store(uint8_t *out, const void *data, size_t len)
+{
+	uint64_t v = XXH3_64bits(data, len);
+
+	for (int i = 0; i < DW__DB_ROW_SUM; i++)
+		out[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint64_t row_sum_load(const uint8_t *in)
+{
+	uint64_t v = 0;
+
+	for (int i = DW__DB_ROW_SUM - 1; i >= 0; i--)
+		v = v << 8 | in[i];
+	return v;
+}
+
 /* Read until buf is full or the source ends; returns bytes read or a negative code. */
 static ssize_t read_full(dw_source *src, uint8_t *buf, size_t len)
 {
@@ -544,7 +575,7 @@ int dw_db_put(dw_db *db, const char *strategy, const void *key, size_t klen, dw_
 	if (!sl)
 		return DW_ENOTFOUND;
 	info = dw_calloc(1, sizeof(*info));
-	row = dw_malloc(DW__DB_ROW_MAX);
+	row = dw_malloc(DW__DB_ROW_STORED_MAX);
 	md = EVP_MD_CTX_new();
 	if (!info || !row || !md) {
 		rc = -ENOMEM;
@@ -560,7 +591,7 @@ int dw_db_put(dw_db *db, const char *strategy, const void *key, size_t klen, dw_
 		goto out;
 	}
 	for (;;) {
-		ssize_t n = read_full(src, row, DW__DB_ROW_MAX);
+		ssize_t n = read_full(src, row + DW__DB_ROW_SUM, DW__DB_ROW_MAX);
 
 		if (n < 0) {
 			rc = (int)n;
@@ -570,9 +601,10 @@ int dw_db_put(dw_db *db, const char *strategy, const void *key, size_t klen, dw_
 		}
 		if (n == 0)
 			break;
-		EVP_DigestUpdate(md, row, (size_t)n);
+		EVP_DigestUpdate(md, row + DW__DB_ROW_SUM, (size_t)n);
+		row_sum_store(row, row + DW__DB_ROW_SUM, (size_t)n);
 		info->size += (uint64_t)n;
-		rc = sl->s->ops->put_chunk(p, row, (size_t)n);
+		rc = sl->s->ops->put_chunk(p, row, (size_t)n + DW__DB_ROW_SUM);
 		if (rc < 0) {
 			dw__db_fail(sl, rc);
 			goto out;
@@ -581,6 +613,7 @@ int dw_db_put(dw_db *db, const char *strategy, const void *key, size_t klen, dw_
 			break;
 	}
 	EVP_DigestFinal_ex(md, info->sha256, &mdlen);
+	info->row_sums = true;
 	memcpy(info->key, key, klen);
 	info->key_len = klen;
 	snprintf(info->content_type, sizeof(info->content_type), "%s", ctype);
@@ -671,7 +704,13 @@ int dw_db_reader_open(dw_db *db, const char *strategy, const void *key, size_t k
 	}
 	/* r->row is allocated by the first dw_db_reader_next: a streaming get through a cursor
 	 * never needs it. */
-	if (db->cfg.verify_reads) {
+	if (db->cfg.verify_reads && r->info.row_sums) {
+		r->xs = XXH3_createState();
+		if (!r->xs) {
+			rc = -ENOMEM;
+			goto fail;
+		}
+	} else if (db->cfg.verify_reads) {
 		r->md = EVP_MD_CTX_new();
 		if (!r->md || EVP_DigestInit_ex(r->md, EVP_sha256(), NULL) != 1) {
 			rc = -ENOMEM;
@@ -687,9 +726,19 @@ int dw_db_reader_open(dw_db *db, const char *strategy, const void *key, size_t k
 fail:
 	dw__db_info_clear(&r->info);
 	EVP_MD_CTX_free(r->md);
+	XXH3_freeState(r->xs);
 	dw_free(r->row);
 	dw_free(r);
 	return rc;
+}
+
+/* Row seq failed its check: the reader stops for good. */
+static int row_damaged(dw_db_reader *r, uint64_t seq)
+{
+	snprintf(tls_err, sizeof(tls_err),
+		 "db: strategy %s: row %llu of the object is damaged (its checksum does not match)",
+		 r->slot->name, (unsigned long long)seq);
+	return r->err = DW_ECORRUPT;
 }
 
 /* After the last row: the byte count and, when verifying, the SHA-256 must match. */
@@ -729,21 +778,30 @@ int dw_db_reader_next(dw_db_reader *r, const void **chunk, size_t *len)
 	if (r->seq == r->info.chunks)
 		return reader_finish(r);
 	if (!r->row) {
-		r->row = dw_malloc(DW__DB_ROW_MAX);
+		r->row = dw_malloc(DW__DB_ROW_STORED_MAX);
 		if (!r->row)
 			return -ENOMEM;
 	}
-	rc = s->ops->read_chunk(s, r->info.oid, r->seq, r->row, DW__DB_ROW_MAX, &r->row_len);
+	rc = s->ops->read_chunk(s, r->info.oid, r->seq, r->row, DW__DB_ROW_STORED_MAX, &r->row_len);
 	if (rc < 0) {
 		dw__db_fail(r->slot, rc);
 		return r->err = rc;
 	}
+	r->row_data = r->row;
+	if (r->info.row_sums) {
+		if (r->row_len < DW__DB_ROW_SUM)
+			return row_damaged(r, r->seq);
+		r->row_data += DW__DB_ROW_SUM;
+		r->row_len -= DW__DB_ROW_SUM;
+		if (r->xs && XXH3_64bits(r->row_data, r->row_len) != row_sum_load(r->row))
+			return row_damaged(r, r->seq);
+	}
 	r->seq++;
 	r->delivered += r->row_len;
 	if (r->md)
-		EVP_DigestUpdate(r->md, r->row, r->row_len);
+		EVP_DigestUpdate(r->md, r->row_data, r->row_len);
 	atomic_fetch_add_explicit(&r->db->bytes_out_total, r->row_len, memory_order_relaxed);
-	*chunk = r->row;
+	*chunk = r->row_data;
 	*len = r->row_len;
 	return 1;
 }
@@ -757,6 +815,7 @@ void dw_db_reader_close(dw_db_reader *r)
 		r->slot->s->ops->cursor_close(r->cursor);
 	dw__db_info_clear(&r->info);
 	EVP_MD_CTX_free(r->md);
+	XXH3_freeState(r->xs);
 	dw_free(r->row);
 	dw_free(r);
 }
@@ -768,6 +827,37 @@ static size_t row_length(const dw_db_reader *r, uint64_t seq)
 	if (seq + 1 < r->info.chunks)
 		return DW__DB_ROW_MAX;
 	return (size_t)(r->info.size - (r->info.chunks - 1) * (uint64_t)DW__DB_ROW_MAX);
+}
+
+/*
+ * Cursor path, verified reads: take row seq's stored sum and start its XXH3. A ranged get that
+ * starts inside the row hashes the row's head too (read into buf, which holds nothing yet).
+ */
+static int row_start(dw_db_reader *r, void *buf, size_t len)
+{
+	struct dw__db_strategy *s = r->slot->s;
+	uint8_t sum[DW__DB_ROW_SUM];
+	int rc;
+
+	rc = s->ops->cursor_read(r->cursor, r->seq, 0, sum, sizeof(sum));
+	if (rc < 0) {
+		dw__db_fail(r->slot, rc);
+		return r->err = rc;
+	}
+	r->row_want = row_sum_load(sum);
+	XXH3_64bits_reset(r->xs);
+	for (size_t off = 0; off < r->row_off;) {
+		size_t n = r->row_off - off < len ? r->row_off - off : len;
+
+		rc = s->ops->cursor_read(r->cursor, r->seq, DW__DB_ROW_SUM + off, buf, n);
+		if (rc < 0) {
+			dw__db_fail(r->slot, rc);
+			return r->err = rc;
+		}
+		XXH3_64bits_update(r->xs, buf, n);
+		off += n;
+	}
+	return 0;
 }
 
 /*
@@ -800,20 +890,36 @@ static ssize_t reader_read(void *ctx, void *buf, size_t len)
 			rl = row_length(r, r->seq);
 			if (r->skip) { /* a ranged read starts inside its first row */
 				r->row_off = r->skip < rl ? r->skip : rl;
+				r->delivered += r->row_off; /* counted as the row path counts it */
 				r->skip = 0;
 			}
 			if (r->row_off < rl)
 				break;
 			r->seq++;
 			r->row_off = 0;
+			r->row_started = false;
 		}
+		if (r->xs && !r->row_started) {
+			rc = row_start(r, buf, len);
+			if (rc < 0)
+				return rc;
+		}
+		r->row_started = true;
 		n = row_length(r, r->seq) - r->row_off;
 		if (n > len)
 			n = len;
-		rc = s->ops->cursor_read(r->cursor, r->seq, r->row_off, buf, n);
+		rc = s->ops->cursor_read(r->cursor, r->seq,
+					 r->row_off + (r->info.row_sums ? DW__DB_ROW_SUM : 0), buf,
+					 n);
 		if (rc < 0) {
 			dw__db_fail(r->slot, rc);
 			return r->err = rc;
+		}
+		if (r->xs) {
+			XXH3_64bits_update(r->xs, buf, n);
+			if (r->row_off + n == row_length(r, r->seq) &&
+			    XXH3_64bits_digest(r->xs) != r->row_want)
+				return row_damaged(r, r->seq);
 		}
 		r->row_off += n;
 		r->delivered += n;
@@ -838,7 +944,7 @@ static ssize_t reader_read(void *ctx, void *buf, size_t len)
 	n = r->row_len - r->row_off;
 	if (n > len)
 		n = len;
-	memcpy(buf, r->row + r->row_off, n);
+	memcpy(buf, r->row_data + r->row_off, n);
 	r->row_off += n;
 	return (ssize_t)n;
 }
@@ -846,6 +952,14 @@ static ssize_t reader_read(void *ctx, void *buf, size_t len)
 static void reader_source_close(void *ctx)
 {
 	dw_db_reader_close(ctx);
+}
+
+/* Called by the stream on the producer thread right after a failed read: the message of that
+ * failure is this thread's. */
+static const char *reader_source_errmsg(void *ctx)
+{
+	(void)ctx;
+	return tls_err;
 }
 
 static int get_from(dw_db *db, const char *strategy, const void *key, size_t klen, uint64_t offset,
@@ -878,6 +992,7 @@ static int get_from(dw_db *db, const char *strategy, const void *key, size_t kle
 	}
 	src.read = reader_read;
 	src.close = reader_source_close;
+	src.errmsg = reader_source_errmsg;
 	src.ctx = r;
 	dw_bbuf_config_default(&bc);
 	bc.chunk_size = atomic_load_explicit(&db->chunk_size, memory_order_relaxed);

@@ -7,7 +7,12 @@
  *
  *   objects   key (bytes, 1..1024, binary order) -> oid, size, content type, created/modified
  *             times (ns since the epoch), SHA-256 of the content, user metadata (JSON text)
- *   chunks    (oid, seq) -> data, at most DW__DB_ROW_MAX bytes per row; seq counts from 0
+ *   chunks    (oid, seq) -> data, at most DW__DB_ROW_MAX content bytes per row; seq counts from 0.
+ *             An object written with row sums (objects.rowsums, every object written since schema
+ *             version 2) stores each row as the XXH3-64 of its content (8 bytes, little-endian)
+ *             followed by the content, so a reader checks every row before it hands on the row's
+ *             last byte; older objects are checked against their SHA-256 at the end instead.
+ *             Strategies store and return rows as opaque bytes; db.c adds and checks the sums.
  *   counts    prefix -> number of objects whose key starts with it, for every prefix of a key
  *             that ends in '/' and for "" (the whole set); kept in the write transaction
  *   totals    content bytes of all objects, and a generation bumped by every committed write
@@ -32,10 +37,12 @@
 
 #include "dwscale/core.h"
 
-#define DW__DB_KEY_MAX	 1024
-#define DW__DB_ROW_MAX	 (256u << 10) /* bytes per chunk row: see sqlite.c for why */
-#define DW__DB_CTYPE_MAX 255
-#define DW__DB_META_MAX	 (64u << 10)
+#define DW__DB_KEY_MAX	      1024
+#define DW__DB_ROW_MAX	      (256u << 10) /* content bytes per chunk row: see sqlite.c for why */
+#define DW__DB_ROW_SUM	      8		   /* XXH3-64 in front of a row's content (row sums) */
+#define DW__DB_ROW_STORED_MAX (DW__DB_ROW_MAX + DW__DB_ROW_SUM) /* bytes of a stored row */
+#define DW__DB_CTYPE_MAX      255
+#define DW__DB_META_MAX	      (64u << 10)
 
 struct dw__db_info {
 	uint8_t key[DW__DB_KEY_MAX];
@@ -45,6 +52,7 @@ struct dw__db_info {
 	uint64_t chunks;
 	uint64_t created_ns, modified_ns;
 	uint8_t sha256[32];
+	bool row_sums; /* rows carry their XXH3-64 (see chunks above) */
 	char content_type[DW__DB_CTYPE_MAX + 1];
 	char *meta; /* dw_malloc'd JSON text or NULL; freed by dw__db_info_clear */
 };
@@ -73,12 +81,14 @@ struct dw__db_strategy_ops {
 
 	int (*stat)(struct dw__db_strategy *s, const void *key, size_t klen,
 		    struct dw__db_info *out);
-	/* Read chunk seq of version oid into buf (cap >= DW__DB_ROW_MAX); DW_ECONFLICT if gone. */
+	/* Read stored row seq of version oid into buf (cap >= DW__DB_ROW_STORED_MAX);
+	 * DW_ECONFLICT if gone. */
 	int (*read_chunk)(struct dw__db_strategy *s, int64_t oid, uint64_t seq, void *buf,
 			  size_t cap, size_t *len);
 	/*
 	 * Optional cursor over the rows of one version, for a streaming get: read exactly len
-	 * bytes at off within row seq straight into buf (the caller knows the row's length).
+	 * bytes at off within stored row seq straight into buf (the caller knows the row's
+	 * length).
 	 * DW_ECONFLICT if the version is gone. A cursor may keep a read snapshot across calls for
 	 * a bounded number of rows (see sqlite.c), never for the whole object.
 	 */

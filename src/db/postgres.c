@@ -3,7 +3,9 @@
  * The PostgreSQL strategy of database storage ("postgresql://..." or "postgres://...", libpq
  * conninfo URIs). Same data model as SQLite (db_int.h), in tables prefixed dw_:
  *
- *   dw_objects(key bytea PRIMARY KEY, oid, size, chunks, ctype, created, modified, sha256, meta)
+ *   dw_objects(key bytea PRIMARY KEY, oid, size, chunks, ctype, created, modified, sha256, meta,
+ *             rowsums)   rowsums: the rows carry their XXH3-64 (db_int.h); schema version 2
+ *             added it, false for the objects written before
  *   dw_chunks(oid, seq, data bytea, PRIMARY KEY (oid, seq))   data STORAGE EXTERNAL: chunk
  *             bytes are incompressible more often than not, so TOAST compression only costs CPU
  *   dw_counts(prefix bytea PRIMARY KEY, n), dw_totals(name PRIMARY KEY, n)
@@ -50,7 +52,7 @@
 #define PUT_BATCH_ROWS	8
 #define COUNT_LEVELS	8
 #define PING_TIMEOUT_MS 60000 /* the ping's own cap; checks stop waiting at their deadline */
-#define SCHEMA_VERSION	1
+#define SCHEMA_VERSION	2
 
 struct pg_conn {
 	pthread_mutex_t lock;
@@ -93,7 +95,9 @@ static const char *schema_sql =
 	"CREATE TABLE IF NOT EXISTS dw_pending(oid bigint PRIMARY KEY, owner bigint NOT NULL,"
 	" started bigint NOT NULL);"
 	"CREATE TABLE IF NOT EXISTS dw_meta(name text PRIMARY KEY, value bigint NOT NULL);"
-	"INSERT INTO dw_meta VALUES ('schema_version', 1) ON CONFLICT DO NOTHING;";
+	"ALTER TABLE dw_objects ADD COLUMN IF NOT EXISTS rowsums boolean NOT NULL DEFAULT false;"
+	"INSERT INTO dw_meta VALUES ('schema_version', 2)"
+	" ON CONFLICT (name) DO UPDATE SET value = 2 WHERE dw_meta.value < 2;";
 
 /* Map a failed result (or connection) to a code, keeping the server's message. */
 static int pg_fail(PGconn *c, PGresult *r)
@@ -139,6 +143,7 @@ static int exec(PGconn *c, const char *sql)
 	return rc;
 }
 
+#define BOOLOID	 16
 #define BYTEAOID 17
 #define INT8OID	 20
 #define TEXTOID	 25
@@ -443,7 +448,7 @@ static int pg_put_chunk(struct dw__db_put *pp, const void *data, size_t len)
 	struct pg_put *p = (struct pg_put *)pp;
 	uint8_t *row;
 
-	if (len == 0 || len > DW__DB_ROW_MAX)
+	if (len == 0 || len > DW__DB_ROW_STORED_MAX)
 		return -EINVAL;
 	row = dw_malloc(len);
 	if (!row)
@@ -538,6 +543,7 @@ static int pg_put_commit(struct dw__db_put *pp, const struct dw__db_info *info)
 	struct pg_conn *pc;
 	PGresult *r;
 	char oid[8], size[8], chunks[8], created[8], modified[8];
+	const char rowsums[1] = { info->row_sums ? 1 : 0 };
 	int64_t old_oid = -1, old_size = 0;
 	int rc;
 
@@ -583,30 +589,32 @@ static int pg_put_commit(struct dw__db_put *pp, const struct dw__db_info *info)
 			memcpy(created, PQgetvalue(r, 0, 2), 8); /* an overwrite keeps it */
 			PQclear(r);
 			{
-				const char *uv[8] = { v[0],
+				const char *uv[9] = { v[0],
 						      oid,
 						      size,
 						      chunks,
 						      info->content_type,
 						      modified,
 						      (const char *)info->sha256,
-						      info->meta };
-				const int ul[8] = { l[0],
+						      info->meta,
+						      rowsums };
+				const int ul[9] = { l[0],
 						    8,
 						    8,
 						    8,
 						    (int)strlen(info->content_type),
 						    8,
 						    32,
-						    info->meta ? (int)strlen(info->meta) : 0 };
+						    info->meta ? (int)strlen(info->meta) : 0,
+						    1 };
 
 				r = q(pc->c,
 				      "UPDATE dw_objects SET oid = $2, size = $3, chunks = $4,"
-				      " ctype = $5, modified = $6, sha256 = $7, meta = $8"
-				      " WHERE key = $1",
-				      8,
+				      " ctype = $5, modified = $6, sha256 = $7, meta = $8,"
+				      " rowsums = $9 WHERE key = $1",
+				      9,
 				      (const Oid[]){ BYTEAOID, INT8OID, INT8OID, INT8OID, TEXTOID,
-						     INT8OID, BYTEAOID, TEXTOID },
+						     INT8OID, BYTEAOID, TEXTOID, BOOLOID },
 				      uv, ul);
 			}
 			rc = check(pc->c, r, PGRES_COMMAND_OK);
@@ -617,32 +625,35 @@ static int pg_put_commit(struct dw__db_put *pp, const struct dw__db_info *info)
 		if (rc < 0)
 			goto out;
 		{
-			const char *iv[9] = { v[0],
-					      oid,
-					      size,
-					      chunks,
-					      info->content_type,
-					      created,
-					      modified,
-					      (const char *)info->sha256,
-					      info->meta };
-			const int il[9] = { l[0],
-					    8,
-					    8,
-					    8,
-					    (int)strlen(info->content_type),
-					    8,
-					    8,
-					    32,
-					    info->meta ? (int)strlen(info->meta) : 0 };
+			const char *iv[10] = { v[0],
+					       oid,
+					       size,
+					       chunks,
+					       info->content_type,
+					       created,
+					       modified,
+					       (const char *)info->sha256,
+					       info->meta,
+					       rowsums };
+			const int il[10] = { l[0],
+					     8,
+					     8,
+					     8,
+					     (int)strlen(info->content_type),
+					     8,
+					     8,
+					     32,
+					     info->meta ? (int)strlen(info->meta) : 0,
+					     1 };
 
 			r = q(pc->c,
 			      "INSERT INTO dw_objects(key, oid, size, chunks, ctype, created,"
-			      " modified, sha256, meta) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+			      " modified, sha256, meta, rowsums)"
+			      " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
 			      " ON CONFLICT (key) DO NOTHING",
-			      9,
+			      10,
 			      (const Oid[]){ BYTEAOID, INT8OID, INT8OID, INT8OID, TEXTOID, INT8OID,
-					     INT8OID, BYTEAOID, TEXTOID },
+					     INT8OID, BYTEAOID, TEXTOID, BOOLOID },
 			      iv, il);
 		}
 		rc = check(pc->c, r, PGRES_COMMAND_OK);
@@ -705,7 +716,7 @@ static void pg_put_abort(struct dw__db_put *pp)
 
 /* ---- read ------------------------------------------------------------------------------ */
 
-#define INFO_COLS "key, oid, size, chunks, ctype, created, modified, sha256, meta"
+#define INFO_COLS "key, oid, size, chunks, ctype, created, modified, sha256, meta, rowsums"
 
 static void row_to_info(PGresult *r, int row, struct dw__db_info *out)
 {
@@ -725,6 +736,7 @@ static void row_to_info(PGresult *r, int row, struct dw__db_info *out)
 		memcpy(out->sha256, PQgetvalue(r, row, 7), 32);
 	if (!PQgetisnull(r, row, 8))
 		out->meta = dw_strndup(PQgetvalue(r, row, 8), (size_t)PQgetlength(r, row, 8));
+	out->row_sums = PQgetlength(r, row, 9) == 1 && PQgetvalue(r, row, 9)[0] != 0;
 }
 
 static int pg_stat(struct dw__db_strategy *base, const void *key, size_t klen,

@@ -3,8 +3,10 @@
  * The SQLite strategy of database storage ("sqlite:PATH"). See db_int.h for the data model and
  * its invariants; this file maps it onto SQLite:
  *
- *   objects(key BLOB PRIMARY KEY, oid, size, chunks, ctype, created, modified, sha256, meta)
- *           WITHOUT ROWID: the key is the clustering order, so a keyset page is one range scan.
+ *   objects(key BLOB PRIMARY KEY, oid, size, chunks, ctype, created, modified, sha256, meta,
+ *           rowsums) WITHOUT ROWID: the key is the clustering order, so a keyset page is one
+ *           range scan. rowsums (schema version 2) says the rows carry their XXH3-64 (db_int.h);
+ *           opening a version 1 database adds the column, 0 for the objects already there.
  *   chunks(id INTEGER PRIMARY KEY, data BLOB) with id = oid << 24 | seq: a version's rows are one
  *           contiguous rowid range (delete is one range), and a chunk is read with
  *           sqlite3_blob_open/read straight into the caller's buffer, no statement, no copy.
@@ -43,7 +45,7 @@
 #define SEQ_BITS	24 /* up to 16M rows (4 TiB) per object */
 #define BUSY_TIMEOUT_MS 10000
 #define COUNT_LEVELS	8 /* prefixes tracked in counts: "" and the first 7 ending in '/' */
-#define SCHEMA_VERSION	1
+#define SCHEMA_VERSION	2
 
 struct conn {
 	pthread_mutex_t lock;
@@ -71,8 +73,8 @@ static _Thread_local char tls_err[512];
 static const char *schema_sql =
 	"CREATE TABLE IF NOT EXISTS objects(key BLOB PRIMARY KEY, oid INTEGER NOT NULL,"
 	" size INTEGER NOT NULL, chunks INTEGER NOT NULL, ctype TEXT NOT NULL,"
-	" created INTEGER NOT NULL, modified INTEGER NOT NULL, sha256 BLOB NOT NULL, meta TEXT)"
-	" WITHOUT ROWID;"
+	" created INTEGER NOT NULL, modified INTEGER NOT NULL, sha256 BLOB NOT NULL, meta TEXT,"
+	" rowsums INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;"
 	"CREATE TABLE IF NOT EXISTS chunks(id INTEGER PRIMARY KEY, data BLOB NOT NULL);"
 	"CREATE TABLE IF NOT EXISTS counts(prefix BLOB PRIMARY KEY, n INTEGER NOT NULL)"
 	" WITHOUT ROWID;"
@@ -269,10 +271,15 @@ static int open_conn(const char *path, bool first, sqlite3 **out)
 			rc = DW_EVERSION;
 			goto out;
 		}
+		if (ver == 1) /* objects written before row sums; CREATE below keeps the table */
+			rc = exec(db, "ALTER TABLE objects ADD COLUMN rowsums INTEGER NOT NULL "
+				      "DEFAULT 0");
+		if (rc < 0)
+			goto out;
 		rc = exec(db, schema_sql);
 		if (rc < 0)
 			goto out;
-		rc = exec(db, "PRAGMA user_version=1");
+		rc = exec(db, "PRAGMA user_version=2");
 		if (rc < 0)
 			goto out;
 		rc = exec(db, "COMMIT");
@@ -421,7 +428,7 @@ static int sqlite_put_chunk(struct dw__db_put *pp, const void *data, size_t len)
 	struct sqlite_put *p = (struct sqlite_put *)pp;
 	uint8_t *row;
 
-	if (len == 0 || len > DW__DB_ROW_MAX)
+	if (len == 0 || len > DW__DB_ROW_STORED_MAX)
 		return -EINVAL;
 	if (p->seq >= (1ull << SEQ_BITS))
 		return DW_ETOOBIG;
@@ -545,7 +552,7 @@ static int sqlite_put_commit(struct dw__db_put *pp, const struct dw__db_info *in
 		goto rollback;
 	rc = prep(c->db,
 		  "INSERT OR REPLACE INTO objects(key, oid, size, chunks, ctype, created, modified,"
-		  " sha256, meta) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+		  " sha256, meta, rowsums) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
 		  &st);
 	if (rc < 0)
 		goto rollback;
@@ -561,6 +568,7 @@ static int sqlite_put_commit(struct dw__db_put *pp, const struct dw__db_info *in
 		sqlite3_bind_text(st, 9, info->meta, -1, SQLITE_STATIC);
 	else
 		sqlite3_bind_null(st, 9);
+	sqlite3_bind_int(st, 10, info->row_sums ? 1 : 0);
 	rc = step_done(c->db, st);
 	sqlite3_finalize(st);
 	st = NULL;
@@ -657,9 +665,10 @@ static void row_to_info(sqlite3_stmt *st, struct dw__db_info *out)
 		memcpy(out->sha256, sha, 32);
 	meta = sqlite3_column_text(st, 8);
 	out->meta = meta ? dw_strdup((const char *)meta) : NULL;
+	out->row_sums = sqlite3_column_int(st, 9) != 0;
 }
 
-#define INFO_COLS "key, oid, size, chunks, ctype, created, modified, sha256, meta"
+#define INFO_COLS "key, oid, size, chunks, ctype, created, modified, sha256, meta, rowsums"
 
 static int sqlite_stat(struct dw__db_strategy *base, const void *key, size_t klen,
 		       struct dw__db_info *out)

@@ -174,3 +174,28 @@ def test_round_trip_on_postgresql(dwscale_bin, tmp_path):
     assert r.returncode == 0
     assert r.stdout == src.read_bytes()
     assert obj(dwscale_bin, tmp_path / "d", "rm", key, "--db", uri).returncode == 0
+
+
+def test_damaged_row_fails_the_get_and_keeps_the_old_file(dwscale_bin, tmp_path):
+    """A byte flipped on disk inside a chunk row: the get fails naming the row, and -o FILE
+    leaves the file that was there untouched (the output is renamed into place only whole)."""
+    import sqlite3
+    src = tmp_path / "in.bin"
+    src.write_bytes(os.urandom(3 * 256 * 1024 + 10))
+    d = tmp_path / "d"
+    assert obj(dwscale_bin, d, "put", "k", str(src)).returncode == 0
+    db = sqlite3.connect(d / "objects.db")
+    (oid,) = db.execute("SELECT oid FROM objects WHERE key = CAST('k' AS BLOB)").fetchone()
+    rowid = oid << 24 | 2
+    (data,) = db.execute("SELECT data FROM chunks WHERE id = ?", (rowid,)).fetchone()
+    bad = bytearray(data)
+    bad[8 + 5] ^= 0x40
+    db.execute("UPDATE chunks SET data = ? WHERE id = ?", (bytes(bad), rowid))
+    db.commit()
+    db.close()
+    out = tmp_path / "out.bin"
+    out.write_bytes(b"previous content")
+    r = obj(dwscale_bin, d, "get", "k", "-o", str(out))
+    assert r.returncode == 1
+    assert "row 2 of the object is damaged" in r.stderr
+    assert out.read_bytes() == b"previous content"

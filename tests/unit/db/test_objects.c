@@ -2,7 +2,8 @@
 /*
  * Database storage on the SQLite strategy: put/get round trips at chunk boundaries, atomic
  * visibility, overwrite and delete under a reader, bad keys, listings with tokens, counters, and
- * a put killed with SIGKILL.
+ * a put killed with SIGKILL, damaged rows caught by their checksums, objects without row sums and
+ * the upgrade of a schema version 1 database.
  *
  * The same suite runs on both strategies: with no argument on SQLite in a temp dir, with
  * "postgresql" on the server named by $DW_TEST_PG_URI (make test starts one with scripts/pg.sh),
@@ -744,6 +745,247 @@ static void test_query_cache_never_stale(void **state)
 	assert_true(c.hits == b.hits); /* both were misses: the cached pages were stale */
 }
 
+/* Run one SQL statement on the strategy's own database, behind dw_db's back. */
+static void raw_sql(struct fixture *f, const char *sql)
+{
+	sqlite3 *db;
+	char *err = NULL;
+
+	if (pg_uri) {
+		pg_exec(sql);
+		return;
+	}
+	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+	sqlite3_busy_timeout(db, 5000);
+	if (sqlite3_exec(db, sql, NULL, NULL, &err) != SQLITE_OK)
+		fail_msg("%s: %s", sql, err);
+	sqlite3_close(db);
+}
+
+/* Flip the bits of content byte off of row seq of key's stored rows. */
+static void damage_row(struct fixture *f, const char *key, unsigned seq, unsigned off,
+		       bool row_sums)
+{
+	char sql[512];
+	unsigned at = off + (row_sums ? 8 : 0);
+
+	if (pg_uri)
+		snprintf(sql, sizeof(sql),
+			 "UPDATE dw_chunks SET data = set_byte(data, %u, get_byte(data, %u) # 255)"
+			 " WHERE seq = %u AND oid = (SELECT oid FROM dw_objects WHERE key = '%s')",
+			 at, at, seq, key);
+	else
+		snprintf(sql, sizeof(sql),
+			 "UPDATE chunks SET data = substr(data, 1, %u) ||"
+			 " (SELECT CASE WHEN substr(data, %u, 1) = x'00' THEN x'01' ELSE x'00' END)"
+			 " || substr(data, %u)"
+			 " WHERE id = (SELECT oid << 24 | %u FROM objects WHERE key = CAST('%s' AS "
+			 "BLOB))",
+			 at, at + 1, at + 2, seq, key);
+	raw_sql(f, sql);
+}
+
+static char stream_msg[256]; /* the last stream_all's error message */
+
+/* Stream key to the end; returns the stream's result, bytes seen in *got. */
+static int stream_all(dw_db *db, const char *key, uint64_t offset, const uint8_t *want, size_t *got)
+{
+	dw_db_object info;
+	dw_bbuf *b;
+	const void *chunk;
+	size_t len;
+	int rc;
+
+	*got = 0;
+	rc = offset ? dw_db_get_range(db, NULL, key, strlen(key), offset, &info, &b)
+		    : dw_db_get(db, NULL, key, strlen(key), &info, &b);
+	if (rc < 0)
+		return rc;
+	while ((rc = dw_bbuf_next(b, &chunk, &len)) == 1) {
+		if (want)
+			assert_memory_equal(chunk, want + offset + *got, len);
+		*got += len;
+	}
+	snprintf(stream_msg, sizeof(stream_msg), "%s", rc < 0 ? dw_bbuf_errmsg(b) : "");
+	dw_bbuf_close(b);
+	dw_db_object_clear(&info);
+	return rc;
+}
+
+/*
+ * A damaged row stops every kind of read inside that row: the streamed get and the chunk
+ * iterator with DW_ECORRUPT naming the row, before the row's end; a ranged get that starts
+ * inside the row too; a ranged get past it reads intact bytes. With verify_reads off the bytes
+ * come back as stored.
+ */
+static void test_damaged_row_detected(void **state)
+{
+	struct fixture *f = *state;
+	size_t n = 4 * ROW + 100, got = 0;
+	uint8_t *data = pattern(n, 11);
+	dw_db_reader *r;
+	const void *chunk;
+	size_t len;
+	int rc;
+
+	assert_int_equal(put_mem(f->db, "dmg/a", data, n, NULL), 0);
+	assert_int_equal(stream_all(f->db, "dmg/a", 0, data, &got), 0);
+	assert_int_equal(got, n);
+	damage_row(f, "dmg/a", 1, 1000, true);
+
+	rc = stream_all(f->db, "dmg/a", 0, NULL, &got);
+	assert_int_equal(rc, DW_ECORRUPT);
+	assert_true(got >= ROW && got < 2 * ROW); /* row 0 whole, row 1's end never */
+	assert_non_null(strstr(stream_msg, "row 1 "));
+
+	assert_int_equal(dw_db_reader_open(f->db, NULL, "dmg/a", 5, NULL, &r), 0);
+	assert_int_equal(dw_db_reader_next(r, &chunk, &len), 1);
+	assert_int_equal(len, ROW);
+	assert_memory_equal(chunk, data, ROW);
+	assert_int_equal(dw_db_reader_next(r, &chunk, &len), DW_ECORRUPT);
+	assert_int_equal(dw_db_reader_next(r, &chunk, &len), DW_ECORRUPT); /* sticky */
+	dw_db_reader_close(r);
+
+	/* ranged: starting after the damaged byte but inside its row still fails */
+	assert_int_equal(stream_all(f->db, "dmg/a", ROW + 5000, NULL, &got), DW_ECORRUPT);
+	assert_int_equal(stream_all(f->db, "dmg/a", 2 * ROW + 3, data, &got), 0);
+	assert_int_equal(got, n - 2 * ROW - 3);
+
+	/* unchecked reads return what is stored */
+	dw_db_close(f->db);
+	{
+		dw_db_config cfg;
+		char err[256];
+
+		dw_db_config_default(&cfg);
+		cfg.strategies[0] = f->uri;
+		cfg.n_strategies = 1;
+		cfg.verify_reads = false;
+		assert_int_equal(dw_db_open(&cfg, &f->db, err, sizeof(err)), 0);
+	}
+	assert_int_equal(stream_all(f->db, "dmg/a", 0, NULL, &got), 0);
+	assert_int_equal(got, n);
+	free(data);
+}
+
+/*
+ * Objects stored without row sums (written before schema version 2) still read back, checked
+ * against their SHA-256 at the end: intact they stream whole, damaged the get fails.
+ */
+static void test_objects_without_row_sums(void **state)
+{
+	struct fixture *f = *state;
+	size_t n = 2 * ROW + 7, got = 0;
+	uint8_t *data = pattern(n, 12), *back = NULL;
+
+	assert_int_equal(put_mem(f->db, "old/a", data, n, NULL), 0);
+	if (pg_uri)
+		raw_sql(f, "UPDATE dw_chunks SET data = substring(data from 9) WHERE oid = (SELECT"
+			   " oid FROM dw_objects WHERE key = 'old/a');"
+			   " UPDATE dw_objects SET rowsums = false WHERE key = 'old/a'");
+	else
+		raw_sql(f, "UPDATE chunks SET data = substr(data, 9) WHERE id >> 24 = (SELECT oid"
+			   " FROM objects WHERE key = CAST('old/a' AS BLOB));"
+			   " UPDATE objects SET rowsums = 0 WHERE key = CAST('old/a' AS BLOB)");
+	assert_int_equal(stream_all(f->db, "old/a", 0, data, &got), 0);
+	assert_int_equal(got, n);
+	assert_int_equal(get_all(f->db, "old/a", &back, &got), 0);
+	assert_int_equal(got, n);
+	assert_memory_equal(back, data, n);
+	free(back);
+	damage_row(f, "old/a", 2, 3, false);
+	assert_int_equal(stream_all(f->db, "old/a", 0, NULL, &got), DW_ECORRUPT);
+	assert_non_null(strstr(stream_msg, "SHA-256"));
+	free(data);
+}
+
+/* A schema version 1 SQLite database (no rowsums column) opens, gains the column, and its
+ * objects read back; new objects get row sums. */
+static void test_sqlite_schema_1_upgrades(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t *data, *back = NULL;
+	char sql[1024];
+	size_t got;
+	sqlite3 *db;
+	sqlite3_stmt *st;
+
+	if (pg_uri)
+		skip(); /* the same upgrade on PostgreSQL is ALTER TABLE ... IF NOT EXISTS */
+	data = pattern(ROW + 5, 13);
+	dw_db_close(f->db);
+	f->db = NULL;
+	unlink(f->path);
+	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+	assert_int_equal(
+		sqlite3_exec(db,
+			     "PRAGMA page_size=16384; PRAGMA journal_mode=WAL;"
+			     "CREATE TABLE objects(key BLOB PRIMARY KEY, oid INTEGER NOT NULL,"
+			     " size INTEGER NOT NULL, chunks INTEGER NOT NULL, ctype TEXT NOT NULL,"
+			     " created INTEGER NOT NULL, modified INTEGER NOT NULL, sha256 BLOB "
+			     "NOT NULL,"
+			     " meta TEXT) WITHOUT ROWID;"
+			     "CREATE TABLE chunks(id INTEGER PRIMARY KEY, data BLOB NOT NULL);"
+			     "CREATE TABLE counts(prefix BLOB PRIMARY KEY, n INTEGER NOT NULL) "
+			     "WITHOUT ROWID;"
+			     "CREATE TABLE totals(name TEXT PRIMARY KEY, n INTEGER NOT NULL) "
+			     "WITHOUT ROWID;"
+			     "INSERT INTO totals VALUES('bytes', 262149), ('generation', 1);"
+			     "CREATE TABLE pending(oid INTEGER PRIMARY KEY AUTOINCREMENT,"
+			     " pid INTEGER NOT NULL, started INTEGER NOT NULL);"
+			     "INSERT INTO counts VALUES(x'', 1), (CAST('v1/' AS BLOB), 1);"
+			     "INSERT INTO pending VALUES(1, 0, 0); DELETE FROM pending;"
+			     "PRAGMA user_version=1;",
+			     NULL, NULL, NULL),
+		SQLITE_OK);
+	snprintf(sql, sizeof(sql),
+		 "INSERT INTO objects VALUES(CAST('v1/a' AS BLOB), 1, %u, 2, 'text/plain', 1, 1,"
+		 " ?1, NULL)",
+		 ROW + 5);
+	assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+	{
+		uint8_t sha[32];
+
+		SHA256(data, ROW + 5, sha);
+		sqlite3_bind_blob(st, 1, sha, 32, SQLITE_TRANSIENT);
+	}
+	assert_int_equal(sqlite3_step(st), SQLITE_DONE);
+	sqlite3_finalize(st);
+	assert_int_equal(sqlite3_prepare_v2(db, "INSERT INTO chunks VALUES(?1, ?2)", -1, &st, NULL),
+			 SQLITE_OK);
+	for (int seq = 0; seq < 2; seq++) {
+		sqlite3_bind_int64(st, 1, (1ll << 24) | seq);
+		sqlite3_bind_blob(st, 2, data + (size_t)seq * ROW, seq ? 5 : (int)ROW,
+				  SQLITE_TRANSIENT);
+		assert_int_equal(sqlite3_step(st), SQLITE_DONE);
+		sqlite3_reset(st);
+	}
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+
+	assert_int_equal(open_db(f), 0);
+	assert_int_equal(stream_all(f->db, "v1/a", 0, data, &got), 0);
+	assert_int_equal(got, ROW + 5);
+	assert_int_equal(get_all(f->db, "v1/a", &back, &got), 0);
+	assert_memory_equal(back, data, ROW + 5);
+	free(back);
+	if (put_mem(f->db, "v1/b", data, ROW + 5, NULL) != 0)
+		fail_msg("put on the upgraded database: %s", dw_db_errmsg(f->db));
+	assert_int_equal(stream_all(f->db, "v1/b", 0, data, &got), 0);
+	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db,
+					    "SELECT group_concat(rowsums), (SELECT user_version"
+					    " FROM pragma_user_version) FROM objects",
+					    -1, &st, NULL),
+			 SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	assert_string_equal((const char *)sqlite3_column_text(st, 0), "0,1");
+	assert_int_equal(sqlite3_column_int(st, 1), 2);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	free(data);
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
@@ -763,6 +1005,9 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_counts_and_stream, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_scalable_limits_and_metrics, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_query_cache_never_stale, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_damaged_row_detected, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_objects_without_row_sums, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sqlite_schema_1_upgrades, setup, teardown),
 	};
 	if (argc > 1 && strcmp(argv[1], "postgresql") == 0) {
 		pg_uri = getenv("DW_TEST_PG_URI");
