@@ -105,12 +105,18 @@ typedef struct dw_backup_info {
 	char source[4096];	       /* absolute source path */
 	dw_backup_stats stats;
 	uint64_t repo_bytes; /* bytes of its packs and manifest in the repository now */
+	/* Set by dw_backup_create only: */
+	bool resumed;		 /* continued from the checkpoint of a killed create */
+	uint64_t resumed_bytes;	 /* bytes read before that checkpoint (not read again) */
+	uint64_t run_bytes_read; /* bytes this call read from the source */
 } dw_backup_info;
 
 /* Progress report; called on the creating thread at most every progress_ms. */
 typedef void (*dw_backup_progress_fn)(void *arg, const dw_backup_stats *s);
 /* A file or directory that could not be read: reported, counted, not fatal. */
 typedef void (*dw_backup_warn_fn)(void *arg, const char *path, int err);
+/* A checkpoint of backup id became durable; s counts what it covers. */
+typedef void (*dw_backup_checkpoint_fn)(void *arg, const char *id, const dw_backup_stats *s);
 
 typedef struct dw_backup_create_opts {
 	const char *source;	 /* directory to back up (required) */
@@ -126,6 +132,15 @@ typedef struct dw_backup_create_opts {
 	const _Atomic bool *cancel;    /* set to true to stop: the create returns DW_ECANCELED */
 	const dw_clock *clock;	       /* NULL = real clock */
 	char job_id[DW_BACKUP_ID_MAX]; /* "" = new id; else the id to use (resume) */
+	/*
+	 * Checkpoints: after every checkpoint_bytes read (default 64 MiB) or checkpoint_ms
+	 * (default 5000) with progress, at the end of an entry, what is written so far is made
+	 * durable and recorded in REPO/tmp/<id>.ckpt. Both 0 = no checkpoints.
+	 */
+	uint64_t checkpoint_bytes;
+	uint32_t checkpoint_ms;
+	dw_backup_checkpoint_fn checkpoint; /* called after each one (arg is o->arg) */
+	bool no_resume; /* start over even where a killed create of the source left a checkpoint */
 } dw_backup_create_opts;
 
 void dw_backup_create_opts_default(dw_backup_create_opts *o);
@@ -134,7 +149,11 @@ void dw_backup_create_opts_default(dw_backup_create_opts *o);
  * Back up o->source. On success fills *out (may be NULL). DW_ENOTFOUND if the source is missing
  * or, for an explicit INCREMENTAL, has no backup to extend; DW_ELIMIT if the chain is full
  * (DW_BACKUP_CHAIN_MAX); DW_ECANCELED if cancelled. A failed or killed create leaves no visible
- * backup; its partial files are removed by dw_backup_recover() or by the next create.
+ * backup. A create that fails or is cancelled removes its partial files; one that is killed
+ * leaves them with its last checkpoint, and the next create of the same source (same type and
+ * parent; o->job_id, if set, must name it) resumes from there: it keeps the packs and manifest
+ * records up to the checkpoint and reads only the entries after it. A checkpoint that cannot
+ * be used (other type or parent, damaged) is removed and the create starts over.
  */
 int dw_backup_create(dw_backup_repo *r, const dw_backup_create_opts *o, dw_backup_info *out);
 
@@ -241,17 +260,36 @@ typedef struct dw_backup_recover_result {
 	uint32_t jobs_cleaned; /* partial creates whose process is gone, removed */
 	uint32_t jobs_running; /* partial creates whose process still holds its lock */
 	uint64_t bytes_freed;
+	uint32_t jobs_resumed; /* resumed to completion (dwscale backup recover) */
 } dw_backup_recover_result;
 
 /* Called for each incomplete job found: its id and whether it was cleaned. */
 typedef void (*dw_backup_recover_fn)(void *arg, const char *id, bool cleaned, uint64_t bytes);
 
 /*
- * Find creates that did not finish (their process died) and remove their partial files. Jobs
- * still running (their lock is held) are left alone. Never needs a manual unlock.
+ * Find creates that did not finish (their process died) and remove their partial files, with
+ * their checkpoints (to resume them first, see dw_backup_partials). Jobs still running (their
+ * lock is held) are left alone. Never needs a manual unlock.
  */
 int dw_backup_recover(dw_backup_repo *r, dw_backup_recover_fn fn, void *arg,
 		      dw_backup_recover_result *out);
+
+/* A killed create that left a checkpoint it can resume from. */
+typedef struct dw_backup_partial {
+	char id[DW_BACKUP_ID_MAX];
+	char source[4096];
+	dw_backup_type type;	       /* FULL or INCREMENTAL */
+	char parent[DW_BACKUP_ID_MAX]; /* "" for a full */
+	dw_backup_stats stats;	       /* what the checkpoint covers */
+} dw_backup_partial;
+
+typedef void (*dw_backup_partial_fn)(void *arg, const dw_backup_partial *p);
+
+/*
+ * Every dead create with a usable checkpoint (its process is gone). To resume one, run
+ * dw_backup_create with its source and job_id = its id; dw_backup_recover removes the rest.
+ */
+int dw_backup_partials(dw_backup_repo *r, dw_backup_partial_fn fn, void *arg);
 
 /* ---- adaptive concurrency ----------------------------------------------------------------- */
 
@@ -345,9 +383,11 @@ int dw_backup_mgr_start(dw_backup_mgr *m);
 void dw_backup_mgr_stop(dw_backup_mgr *m);
 
 /*
- * Queue a backup (o is copied; o->source is copied too). The new job's id goes to id. If the store
- * holds an unfinished job for the same source, its id is reused and its partial files are
- * replaced (the job is run again). DW_ESHED when the queue is full.
+ * Queue a backup (o is copied; o->source is copied too). The new job's id goes to id: o->job_id
+ * if set; else, if the store holds an unfinished job for the same source, its id, so that the
+ * create resumes from that job's last checkpoint (or starts it over without one); else a new
+ * id. The job's checkpoints follow the config's checkpoint_bytes and checkpoint_ms, and each
+ * one updates its record's checkpoint_bytes. DW_ESHED when the queue is full.
  */
 int dw_backup_mgr_submit(dw_backup_mgr *m, const dw_backup_create_opts *o,
 			 char id[DW_BACKUP_ID_MAX]);
@@ -372,8 +412,9 @@ int dw_backup_mgr_jobs(dw_backup_mgr *m, dw_backup_job_fn fn, void *arg);
 
 /*
  * RecoverIncompleteJobs: every job the store says is queued or running but that this manager
- * does not run (its process died) is reported to fn, its partial files are removed, its record
- * is marked "recovered", and with resubmit it is queued again under the same id.
+ * does not run (its process died) is reported to fn and its record is marked "recovered". With
+ * resubmit it is queued again under the same id and resumes from its last checkpoint (partial
+ * files without a checkpoint are removed); without, all its partial files are removed.
  */
 int dw_backup_mgr_recover(dw_backup_mgr *m, bool resubmit, dw_backup_job_fn fn, void *arg,
 			  unsigned *count);

@@ -55,11 +55,16 @@ int dw__du_at(int dirfd, const char *rel, uint64_t *bytes);
  * belong to the open file description: two threads then exclude each other as two processes do.
  */
 int dw__repo_lock(dw_backup_repo *r, const char *rel, bool exclusive, bool nb);
-/* Clean partial files of dead jobs (retention.c); the caller holds the repository lock. */
-int dw__recover(dw_backup_repo *r, dw_backup_recover_fn fn, void *arg,
+/*
+ * Clean partial files of dead jobs (retention.c); the caller holds the repository lock. With
+ * keep_resumable, dead jobs that left a checkpoint are kept for a later create to resume.
+ */
+int dw__recover(dw_backup_repo *r, bool keep_resumable, dw_backup_recover_fn fn, void *arg,
 		dw_backup_recover_result *out);
-/* Remove the files of an unfinished create (packs, temp manifest, job file). */
+/* Remove the files of an unfinished create (packs, temp manifest, checkpoint, job file). */
 int dw__job_clean(dw_backup_repo *r, const char *id, uint64_t *bytes);
+/* The same, but the job file stays (its owner holds its lock and goes on). */
+int dw__job_clean_data(dw_backup_repo *r, const char *id, uint64_t *bytes);
 /* Bytes of a backup in the repository: its manifest and packs. */
 int dw__backup_bytes(dw_backup_repo *r, const char *id, uint64_t *bytes);
 
@@ -150,6 +155,13 @@ int dw__mw_entry(struct dw__mwriter *w, const struct dw__entry *e);
 int dw__mw_block(struct dw__mwriter *w, const struct dw__bref *b);
 int dw__mw_file_end(struct dw__mwriter *w, const struct dw__file_end *fe);
 int dw__mw_finish(struct dw__mwriter *w, const struct dw__mtrailer *t);
+/* Write out the buffer; *len gets the bytes in the file and sha the SHA-256 of them. */
+int dw__mw_sync(struct dw__mwriter *w, uint64_t *len, uint8_t sha[DW__SHA_LEN]);
+/*
+ * Continue a manifest: fd (read-write) is cut to len, whose bytes are hashed again and must
+ * hash to sha (else DW_ECORRUPT); records are then appended after them.
+ */
+int dw__mw_resume(struct dw__mwriter *w, int fd, uint64_t len, const uint8_t sha[DW__SHA_LEN]);
 void dw__mw_close(struct dw__mwriter *w);
 
 /* Streaming reader; verify = check the trailer's hash at the end (reads everything). */
@@ -201,6 +213,13 @@ int dw__pw_append(struct dw__pwriter *p, const void *data, uint32_t len, uint32_
 		  uint64_t *off);
 /* fsync the last pack and the directory. */
 int dw__pw_finish(struct dw__pwriter *p);
+/*
+ * Continue the packs of a checkpoint: packs after pack_no are removed and pack pack_no is cut
+ * to off (open = it had been started; else no pack had been). DW_ECORRUPT if a pack is
+ * shorter than the checkpoint says.
+ */
+int dw__pw_resume(struct dw__pwriter *p, int repofd, const char *id, uint64_t pack_size,
+		  bool do_fsync, uint32_t pack_no, uint64_t off, uint64_t bytes, bool open);
 void dw__pw_close(struct dw__pwriter *p);
 
 /* Reads blocks of the packs of one chain; keeps a few packs open. */
@@ -232,5 +251,43 @@ int dw__pr_read(struct dw__preader *p, const struct dw__bref *b, uint8_t *out, b
 /* Check that the block lies inside an existing pack, without reading it. */
 int dw__pr_locate(struct dw__preader *p, const struct dw__bref *b);
 void dw__pr_close(struct dw__preader *p);
+
+/* ---- ckpt.c ---------------------------------------------------------------------------------- */
+
+/*
+ * A checkpoint: REPO/tmp/<id>.ckpt, replaced atomically (write .ckpt.new, fsync, rename, fsync
+ * the directory) each time. Everything up to it (manifest prefix, packs) was fsynced first.
+ */
+struct dw__ckpt {
+	char id[DW_BACKUP_ID_MAX];
+	char source[DW__PATH_MAX];
+	uint8_t type; /* DW_BACKUP_FULL or INCREMENTAL */
+	char parent[DW_BACKUP_ID_MAX];
+	uint64_t mlen; /* manifest bytes */
+	uint8_t msha[DW__SHA_LEN];
+	uint32_t pack_no;
+	uint64_t pack_off;
+	uint64_t pack_bytes;
+	bool pack_open;
+	char last[DW__PATH_MAX]; /* the last entry recorded whole */
+	dw_backup_stats rs;	 /* reader counters up to and including it */
+	uint64_t blocks_new, blocks_reused;
+	/* first names of inodes with several links, recorded up to last */
+	uint64_t nhl;
+	struct dw__ckpt_hl {
+		uint64_t dev, ino;
+		char *path;
+	} * hl;
+};
+
+#define DW__CKPT_FILE_MAX (256u << 20)
+
+/* Encode ck (with its hl entries) and write it durably over tmp/<id>.ckpt. */
+int dw__ckpt_write(dw_backup_repo *r, const struct dw__ckpt *ck, bool do_fsync);
+/* Read and verify tmp/<id>.ckpt. DW_ENOTFOUND, DW_ECORRUPT. Free with dw__ckpt_free. */
+int dw__ckpt_read(dw_backup_repo *r, const char *id, struct dw__ckpt *ck);
+void dw__ckpt_free(struct dw__ckpt *ck);
+/* Parse a checkpoint file's bytes (the fuzz target uses this). */
+int dw__ckpt_parse(const uint8_t *p, size_t len, struct dw__ckpt *ck);
 
 #endif

@@ -67,6 +67,7 @@ struct slot {
 	uint8_t sha[DW__SHA_LEN];
 	struct dw__file_end fe;
 	bool fe_copy;
+	dw_backup_stats rs; /* the reader's counters when it published this slot */
 };
 
 struct hl_ent {
@@ -105,16 +106,28 @@ struct job {
 	/* reader only */
 	int srcfd;
 	struct pcur pc;
-	struct hl_ent *hl;
-	size_t hl_cap, hl_n;
 	dw_backup_stats rs;
 	char *pathbuf;
+	const char *resume_last; /* resuming: entries up to this path are recorded; else NULL */
+	char *resume_buf;	 /* owns what resume_last first points to */
+
+	/* reader writes, committer reads at checkpoints */
+	pthread_mutex_t hl_mu;
+	struct hl_ent *hl; /* protected by hl_mu */
+	size_t hl_cap, hl_n;
 
 	/* committer only */
 	struct dw__mwriter mw;
 	struct dw__pwriter pw;
 	EVP_MD_CTX *fsha;
 	dw_backup_stats cs;
+	const char *id;
+	const char *source;
+	const char *parent;
+	char *cur_path;	   /* path of the last entry committed */
+	uint64_t ck_bytes; /* bytes read at the last checkpoint */
+	uint64_t ck_ns;	   /* when it was taken */
+	bool ck_dirty;	   /* entries committed since */
 };
 
 void dw_backup_create_opts_default(dw_backup_create_opts *o)
@@ -124,6 +137,8 @@ void dw_backup_create_opts_default(dw_backup_create_opts *o)
 	o->zstd_level = DW_BACKUP_ZSTD_DEFAULT;
 	o->fsync = true;
 	o->progress_ms = 500;
+	o->checkpoint_bytes = 64u << 20;
+	o->checkpoint_ms = 5000;
 }
 
 static void job_fail(struct job *j, int err)
@@ -168,6 +183,7 @@ static int slot_publish(struct job *j, struct slot *s, int kind)
 		rc = j->err ? j->err : DW_ECANCELED;
 	} else {
 		s->state = kind == IT_BLOCK ? S_FILLED : S_DONE;
+		s->rs = j->rs;
 		j->head++;
 		j->rstats = j->rs;
 		if (kind == IT_BLOCK)
@@ -458,8 +474,13 @@ static int read_file(struct job *j, int fd, bool pmatch, const char *path)
 
 static int walk_dir(struct job *j, int dfd, size_t plen, int depth);
 
-/* One directory entry: dfd/name, whose manifest path is j->pathbuf (plen bytes). */
-static int visit(struct job *j, int dfd, const char *name, size_t plen, int depth)
+/*
+ * One directory entry: dfd/name, whose manifest path is j->pathbuf (plen bytes). recorded: a
+ * resumed create recorded it before its checkpoint, so a directory is only walked for the
+ * entries after the checkpoint and anything else is left alone. Counters go up before the
+ * entry is published, so the snapshot in its slot covers it (see ckpt.c).
+ */
+static int visit(struct job *j, int dfd, const char *name, size_t plen, int depth, bool recorded)
 {
 	const char *path = j->pathbuf;
 	struct dw__entry *e = NULL;
@@ -479,15 +500,19 @@ static int visit(struct job *j, int dfd, const char *name, size_t plen, int dept
 	rc = pc_seek(&j->pc, path, &pmatch);
 	if (rc < 0)
 		return rc;
+	if (recorded && !S_ISDIR(st.st_mode))
+		return 0;
 	e = dw_malloc(sizeof(*e));
 	if (!e)
 		return -ENOMEM;
 	if (S_ISDIR(st.st_mode)) {
-		fill_entry(e, DW__REC_DIR, path, &st);
-		rc = emit_entry(j, e);
-		if (rc < 0)
-			goto out;
-		j->rs.dirs++;
+		if (!recorded) {
+			fill_entry(e, DW__REC_DIR, path, &st);
+			j->rs.dirs++;
+			rc = emit_entry(j, e);
+			if (rc < 0)
+				goto out;
+		}
 		if (depth >= WALK_DEPTH_MAX) {
 			warn(j, path, -ELOOP);
 			goto out;
@@ -510,18 +535,22 @@ static int visit(struct job *j, int dfd, const char *name, size_t plen, int dept
 			goto out;
 		}
 		e->target[n] = '\0';
-		rc = emit_entry(j, e);
 		j->rs.symlinks++;
+		rc = emit_entry(j, e);
 	} else if (S_ISREG(st.st_mode)) {
 		const char *first = NULL;
 
 		if (st.st_nlink > 1) {
+			pthread_mutex_lock(&j->hl_mu);
 			first = hl_lookup_or_add(j, st.st_dev, st.st_ino, path);
 			if (first) {
 				fill_entry(e, DW__REC_HARDLINK, path, &st);
 				snprintf(e->target, sizeof(e->target), "%s", first);
-				rc = emit_entry(j, e);
+			}
+			pthread_mutex_unlock(&j->hl_mu);
+			if (first) {
 				j->rs.hardlinks++;
+				rc = emit_entry(j, e);
 				goto out;
 			}
 		}
@@ -551,8 +580,8 @@ static int visit(struct job *j, int dfd, const char *name, size_t plen, int dept
 		rc = read_file(j, fd, pmatch, path);
 	} else {
 		fill_entry(e, DW__REC_SPECIAL, path, &st);
-		rc = emit_entry(j, e);
 		j->rs.specials++;
+		rc = emit_entry(j, e);
 	}
 out:
 	if (fd >= 0)
@@ -645,7 +674,18 @@ static int walk_dir(struct job *j, int dfd, size_t plen, int depth)
 			j->pathbuf[plen] = '/';
 			memcpy(j->pathbuf + plen + 1, idx[i], l + 1);
 		}
-		rc = visit(j, dfd, idx[i], np, depth);
+		if (j->resume_last) {
+			int c = dw__path_cmp(j->pathbuf, j->resume_last);
+
+			if (c > 0) {
+				j->resume_last = NULL; /* past the checkpoint: the rest is new */
+			} else if (c < 0 && !(strncmp(j->resume_last, j->pathbuf, np) == 0 &&
+					      j->resume_last[np] == '/')) {
+				j->pathbuf[plen] = '\0';
+				continue; /* recorded with everything below it */
+			}
+		}
+		rc = visit(j, dfd, idx[i], np, depth, j->resume_last != NULL);
 		j->pathbuf[plen] = '\0';
 		if (rc < 0)
 			goto out;
@@ -679,11 +719,15 @@ static void *reader_main(void *arg)
 	rc = pc_seek(&j->pc, ".", &pmatch);
 	if (rc < 0)
 		goto out;
-	fill_entry(e, DW__REC_DIR, ".", &st);
-	rc = emit_entry(j, e);
-	if (rc < 0)
-		goto out;
-	j->rs.dirs++;
+	if (!j->resume_last) {
+		fill_entry(e, DW__REC_DIR, ".", &st);
+		j->rs.dirs++;
+		rc = emit_entry(j, e);
+		if (rc < 0)
+			goto out;
+	} else if (strcmp(j->resume_last, ".") == 0) {
+		j->resume_last = NULL; /* only the root was recorded */
+	}
 	fd = dup(j->srcfd);
 	if (fd < 0) {
 		rc = -errno;
@@ -823,6 +867,80 @@ static void merged_stats(struct job *j, const dw_backup_stats *r, dw_backup_stat
 	out->bytes_stored = j->pw.bytes + j->mw.written;
 }
 
+/* Is a checkpoint due after this entry? */
+static bool ck_due(struct job *j, const dw_backup_stats *rs, uint64_t now)
+{
+	const dw_backup_create_opts *o = j->o;
+
+	if (!j->ck_dirty)
+		return false;
+	if (o->checkpoint_bytes && rs->bytes_read - j->ck_bytes >= o->checkpoint_bytes)
+		return true;
+	return o->checkpoint_ms && now - j->ck_ns >= (uint64_t)o->checkpoint_ms * DW_NS_PER_MS;
+}
+
+/*
+ * Make everything committed so far durable and record it in tmp/<id>.ckpt (see ckpt.c for the
+ * invariants). Runs on the committer, between two entries; rs is the reader's snapshot taken
+ * when it published the last one.
+ */
+static int checkpoint(struct job *j, const dw_backup_stats *rs, uint64_t now)
+{
+	struct dw__ckpt ck;
+	dw_backup_stats st;
+	int rc;
+
+	memset(&ck, 0, sizeof(ck));
+	snprintf(ck.id, sizeof(ck.id), "%s", j->id);
+	snprintf(ck.source, sizeof(ck.source), "%s", j->source);
+	snprintf(ck.parent, sizeof(ck.parent), "%s", j->parent);
+	ck.type = j->full ? DW_BACKUP_FULL : DW_BACKUP_INCREMENTAL;
+	rc = dw__mw_sync(&j->mw, &ck.mlen, ck.msha);
+	if (rc < 0)
+		return rc;
+	if (j->o->fsync) {
+		if ((j->pw.fd >= 0 && fsync(j->pw.fd) < 0) || fsync(j->pw.dirfd) < 0 ||
+		    fsync(j->mw.fd) < 0)
+			return -errno;
+	}
+	ck.pack_no = j->pw.pack_no;
+	ck.pack_off = j->pw.off;
+	ck.pack_bytes = j->pw.bytes;
+	ck.pack_open = j->pw.fd >= 0;
+	snprintf(ck.last, sizeof(ck.last), "%s", j->cur_path);
+	ck.rs = *rs;
+	ck.blocks_new = j->cs.blocks_new;
+	ck.blocks_reused = j->cs.blocks_reused;
+
+	/* first names of linked inodes recorded up to last (the reader may be further on) */
+	pthread_mutex_lock(&j->hl_mu);
+	if (j->hl_n) {
+		ck.hl = dw_calloc(j->hl_n, sizeof(*ck.hl));
+		for (size_t k = 0; ck.hl && k < j->hl_cap; k++) {
+			if (j->hl[k].path && dw__path_cmp(j->hl[k].path, ck.last) <= 0)
+				ck.hl[ck.nhl++] = (struct dw__ckpt_hl){ .dev = j->hl[k].dev,
+									.ino = j->hl[k].ino,
+									.path = j->hl[k].path };
+		}
+	}
+	pthread_mutex_unlock(&j->hl_mu);
+	if (j->hl_n && !ck.hl)
+		return -ENOMEM;
+	/* the paths belong to the table, which lives until the create ends */
+	rc = dw__ckpt_write(j->r, &ck, j->o->fsync);
+	dw_free(ck.hl);
+	if (rc < 0)
+		return rc;
+	j->ck_bytes = rs->bytes_read;
+	j->ck_ns = now;
+	j->ck_dirty = false;
+	if (j->o->checkpoint) {
+		merged_stats(j, rs, &st);
+		j->o->checkpoint(j->o->arg, j->id, &st);
+	}
+	return 0;
+}
+
 static int committer_run(struct job *j)
 {
 	uint64_t last_ns = dw_clock_now(j->o->clock);
@@ -852,6 +970,16 @@ static int committer_run(struct job *j)
 		pthread_mutex_unlock(&j->mu);
 
 		rc = commit_slot(j, s);
+		if (rc == 0 && s->kind == IT_ENTRY)
+			memcpy(j->cur_path, s->ent->path, strlen(s->ent->path) + 1);
+		if (rc == 0 &&
+		    (s->kind == IT_END || (s->kind == IT_ENTRY && s->ent->kind != DW__REC_FILE))) {
+			uint64_t now = dw_clock_now(j->o->clock);
+
+			j->ck_dirty = true;
+			if (ck_due(j, &s->rs, now))
+				rc = checkpoint(j, &s->rs, now);
+		}
 		if (rc < 0) {
 			job_fail(j, rc);
 			return rc;
@@ -950,9 +1078,11 @@ out:
 	return rc;
 }
 
-/* Remove the files of an unfinished backup id (its packs, temp manifest and job file). */
-int dw__job_clean(dw_backup_repo *r, const char *id, uint64_t *bytes)
+/* Remove the files of an unfinished backup id (packs, temp manifest, checkpoint), not its job file.
+ */
+int dw__job_clean_data(dw_backup_repo *r, const char *id, uint64_t *bytes)
 {
+	static const char *const tmp[] = { "manifest", "ckpt", "ckpt.new" };
 	char rel[128];
 	struct stat st;
 	int rc;
@@ -961,12 +1091,25 @@ int dw__job_clean(dw_backup_repo *r, const char *id, uint64_t *bytes)
 	rc = dw__rm_tree_at(r->dirfd, rel, bytes);
 	if (rc < 0)
 		return rc;
-	snprintf(rel, sizeof(rel), "tmp/%s.manifest", id);
-	if (fstatat(r->dirfd, rel, &st, 0) == 0) {
-		if (bytes)
-			*bytes += (uint64_t)st.st_size;
-		unlinkat(r->dirfd, rel, 0);
+	for (size_t i = 0; i < sizeof(tmp) / sizeof(tmp[0]); i++) {
+		snprintf(rel, sizeof(rel), "tmp/%s.%s", id, tmp[i]);
+		if (fstatat(r->dirfd, rel, &st, 0) == 0) {
+			if (bytes)
+				*bytes += (uint64_t)st.st_size;
+			unlinkat(r->dirfd, rel, 0);
+		}
 	}
+	return 0;
+}
+
+/* ... and its job file. */
+int dw__job_clean(dw_backup_repo *r, const char *id, uint64_t *bytes)
+{
+	char rel[128];
+	int rc = dw__job_clean_data(r, id, bytes);
+
+	if (rc < 0)
+		return rc;
 	snprintf(rel, sizeof(rel), "tmp/%s.job", id);
 	unlinkat(r->dirfd, rel, 0);
 	return 0;
@@ -985,6 +1128,198 @@ static int source_lock(dw_backup_repo *r, const char *source)
 	return dw__repo_lock(r, rel, true, false);
 }
 
+/*
+ * The checkpoint a create of src resumes from: one left by a dead job (the caller holds the
+ * source lock, so no create of src is alive) whose type and parent fit what is asked, and whose
+ * id is o->job_id if that is set. id gets its id, or "" for none. The other checkpoints of src
+ * are removed with their files: nothing could resume them any more.
+ */
+static int ckpt_pick(dw_backup_repo *r, const char *src, const dw_backup_create_opts *o,
+		     const dw_backup_info *prev, char id[DW_BACKUP_ID_MAX], bool *full)
+{
+	struct dw__ckpt *ck = NULL;
+	DIR *d = NULL;
+	struct dirent *de;
+	int jl, fd, rc = 0;
+
+	id[0] = '\0';
+	jl = dw__repo_lock(r, "jobs.lock", true, false);
+	if (jl < 0)
+		return jl;
+	ck = dw_malloc(sizeof(*ck));
+	fd = openat(r->dirfd, "tmp", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (!ck || fd < 0) {
+		rc = !ck ? -ENOMEM : -errno;
+		if (fd >= 0)
+			close(fd);
+		goto out;
+	}
+	d = fdopendir(fd);
+	if (!d) {
+		rc = -errno;
+		close(fd);
+		goto out;
+	}
+	while ((de = readdir(d))) {
+		char cid[DW_BACKUP_ID_MAX], rel[128];
+		size_t n = strlen(de->d_name);
+		const size_t sl = strlen(".ckpt");
+		bool fits;
+		int rc2;
+
+		if (n <= sl || n - sl >= sizeof(cid) || strcmp(de->d_name + n - sl, ".ckpt"))
+			continue;
+		memcpy(cid, de->d_name, n - sl);
+		cid[n - sl] = '\0';
+		if (!dw__id_valid(cid))
+			continue;
+		rc2 = dw__ckpt_read(r, cid, ck);
+		if (rc2 == -ENOMEM) {
+			rc = rc2;
+			break;
+		}
+		if (rc2 < 0)
+			continue; /* damaged: dw__recover removes it */
+		if (strcmp(ck->source, src) != 0) {
+			dw__ckpt_free(ck);
+			continue;
+		}
+		snprintf(rel, sizeof(rel), "backups/%s.manifest", cid);
+		if (faccessat(r->dirfd, rel, F_OK, 0) == 0) {
+			/* finished; killed before it removed its checkpoint */
+			snprintf(rel, sizeof(rel), "tmp/%s.ckpt", cid);
+			unlinkat(r->dirfd, rel, 0);
+			dw__ckpt_free(ck);
+			continue;
+		}
+		fits = !o->no_resume && !id[0] && (!o->job_id[0] || strcmp(o->job_id, cid) == 0);
+		if (ck->type == DW_BACKUP_FULL)
+			fits = fits && o->type != DW_BACKUP_INCREMENTAL;
+		else
+			fits = fits && o->type != DW_BACKUP_FULL && prev &&
+			       strcmp(prev->id, ck->parent) == 0;
+		if (fits) {
+			snprintf(id, DW_BACKUP_ID_MAX, "%s", cid);
+			*full = ck->type == DW_BACKUP_FULL;
+		} else {
+			dw_log(DW_LOG_INFO, "backup", "checkpoint_dropped", "id=%s", cid);
+			dw__job_clean(r, cid, NULL);
+		}
+		dw__ckpt_free(ck);
+	}
+out:
+	if (d)
+		closedir(d);
+	dw_free(ck);
+	close(jl);
+	return rc;
+}
+
+/*
+ * Continue backup j->id from its checkpoint: the manifest is cut back to the checkpoint and its
+ * header taken as this backup's (into *h), the packs are cut back, the counters and the table
+ * of linked inodes restored, and the reader told where to go on from. DW_ECORRUPT (or another
+ * error) when anything does not match: the caller then starts over.
+ */
+static int resume_setup(struct job *j, struct dw__mheader *h, int *mfd, uint64_t *resumed)
+{
+	struct dw__ckpt *ck = dw_malloc(sizeof(*ck));
+	struct dw__mreader mr;
+	char rel[128];
+	uint16_t want_len = j->full ? 1 : (uint16_t)(j->pc.mr.h.chain_len + 1);
+	int fd = -1, rc;
+
+	if (!ck)
+		return -ENOMEM;
+	rc = dw__ckpt_read(j->r, j->id, ck);
+	if (rc < 0) {
+		dw_free(ck);
+		return rc == -ENOMEM ? rc : DW_ECORRUPT;
+	}
+	if (strcmp(ck->source, j->source) != 0 || (ck->type == DW_BACKUP_FULL) != j->full ||
+	    strcmp(ck->parent, j->parent) != 0) {
+		rc = DW_ECORRUPT;
+		goto out;
+	}
+	snprintf(rel, sizeof(rel), "tmp/%s.manifest", j->id);
+	fd = openat(j->r->dirfd, rel, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		rc = errno == ENOENT ? DW_ECORRUPT : -errno;
+		goto out;
+	}
+	rc = dw__mr_open(&mr, fd);
+	if (rc < 0)
+		goto out;
+	*h = mr.h;
+	mr.h.chain = NULL;
+	dw__mr_close(&mr);
+	if (h->chain_len != want_len || strcmp(h->chain[want_len - 1], j->id) != 0 ||
+	    strcmp(h->source, j->source) != 0 || h->type != ck->type ||
+	    h->block_size != j->block_size) {
+		rc = DW_ECORRUPT;
+		goto out;
+	}
+	for (uint16_t i = 0; i + 1 < want_len; i++) {
+		if (strcmp(h->chain[i], j->pc.mr.h.chain[i]) != 0) {
+			rc = DW_ECORRUPT;
+			goto out;
+		}
+	}
+	*mfd = openat(j->r->dirfd, rel, O_RDWR | O_CLOEXEC);
+	if (*mfd < 0) {
+		rc = -errno;
+		goto out;
+	}
+	rc = dw__mw_resume(&j->mw, *mfd, ck->mlen, ck->msha);
+	if (rc < 0)
+		goto out;
+	rc = dw__pw_resume(&j->pw, j->r->dirfd, j->id, j->r->pack_size, j->o->fsync, ck->pack_no,
+			   ck->pack_off, ck->pack_bytes, ck->pack_open);
+	if (rc < 0)
+		goto out;
+	for (uint64_t i = 0; i < ck->nhl; i++)
+		hl_lookup_or_add(j, ck->hl[i].dev, ck->hl[i].ino, ck->hl[i].path);
+	j->resume_buf = dw_strdup(ck->last);
+	if (!j->resume_buf) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	j->resume_last = j->resume_buf;
+	j->rs = ck->rs;
+	j->cs.blocks_new = ck->blocks_new;
+	j->cs.blocks_reused = ck->blocks_reused;
+	j->ck_bytes = ck->rs.bytes_read;
+	*resumed = ck->rs.bytes_read;
+	rc = 0;
+out:
+	if (fd >= 0)
+		close(fd);
+	dw__ckpt_free(ck);
+	dw_free(ck);
+	return rc;
+}
+
+/* Undo a failed resume_setup, so that the create can start over. */
+static void resume_reset(struct job *j, struct dw__mheader *h, int *mfd)
+{
+	dw__mw_close(&j->mw);
+	memset(&j->mw, 0, sizeof(j->mw));
+	j->mw.fd = -1;
+	if (*mfd >= 0)
+		close(*mfd);
+	*mfd = -1;
+	dw__pw_close(&j->pw);
+	hl_free(j);
+	dw_free(j->resume_buf);
+	j->resume_buf = NULL;
+	j->resume_last = NULL;
+	memset(&j->rs, 0, sizeof(j->rs));
+	memset(&j->cs, 0, sizeof(j->cs));
+	j->ck_bytes = 0;
+	dw__mheader_free(h);
+	memset(h, 0, sizeof(*h));
+}
+
 int dw_backup_create(dw_backup_repo *r, const dw_backup_create_opts *o, dw_backup_info *out)
 {
 	struct job *j = NULL;
@@ -995,7 +1330,8 @@ int dw_backup_create(dw_backup_repo *r, const dw_backup_create_opts *o, dw_backu
 	char id[DW_BACKUP_ID_MAX], rel[160], rel2[160];
 	pthread_t reader, workers[WORKERS_MAX];
 	unsigned nw = 0, started = 0;
-	bool reader_started = false, published = false;
+	bool reader_started = false, published = false, resume = false, ckpt_full = false;
+	uint64_t resumed_bytes = 0;
 	int repo_lock = -1, src_lock = -1, job_lock = -1, mfd = -1, rc;
 	struct dw__mtrailer t;
 	uint64_t created;
@@ -1027,6 +1363,7 @@ int dw_backup_create(dw_backup_repo *r, const dw_backup_create_opts *o, dw_backu
 	j->block_size = r->block_size;
 	j->level = o->zstd_level;
 	pthread_mutex_init(&j->mu, NULL);
+	pthread_mutex_init(&j->hl_mu, NULL);
 	pthread_cond_init(&j->cv_free, NULL);
 	pthread_cond_init(&j->cv_work, NULL);
 	pthread_cond_init(&j->cv_done, NULL);
@@ -1041,7 +1378,7 @@ int dw_backup_create(dw_backup_repo *r, const dw_backup_create_opts *o, dw_backu
 		rc = repo_lock;
 		goto out;
 	}
-	rc = dw__recover(r, NULL, NULL, NULL); /* what killed creates left behind */
+	rc = dw__recover(r, true, NULL, NULL, NULL); /* what killed creates left behind */
 	if (rc < 0)
 		goto out;
 	src_lock = source_lock(r, src);
@@ -1064,9 +1401,21 @@ int dw_backup_create(dw_backup_repo *r, const dw_backup_create_opts *o, dw_backu
 	j->full = o->type == DW_BACKUP_FULL || !prev || prev->depth >= DW_BACKUP_CHAIN_MAX;
 
 	created = dw_clock_wall(o->clock);
-	if (o->job_id[0]) {
+	j->cur_path = dw_malloc(DW__PATH_MAX);
+	if (!j->cur_path) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	j->cur_path[0] = '\0';
+	rc = ckpt_pick(r, src, o, prev, id, &ckpt_full);
+	if (rc < 0)
+		goto out;
+	if (id[0]) {
+		resume = true; /* j->full follows the checkpoint */
+		j->full = ckpt_full;
+	} else if (o->job_id[0]) {
 		snprintf(id, sizeof(id), "%s", o->job_id);
-		dw__job_clean(r, id, NULL); /* a resumed id starts over */
+		dw__job_clean(r, id, NULL); /* a dead job's files, without a usable checkpoint */
 	} else {
 		dw__id_new(created, id);
 	}
@@ -1078,12 +1427,10 @@ int dw_backup_create(dw_backup_repo *r, const dw_backup_create_opts *o, dw_backu
 	rc = job_file_create(r, id, src, j->full ? "" : prev->id, &job_lock);
 	if (rc < 0)
 		goto out;
+	j->id = id;
+	j->source = src;
+	j->parent = j->full ? "" : prev->id;
 
-	/* header: the parent's chain plus this backup */
-	h.type = j->full ? DW_BACKUP_FULL : DW_BACKUP_INCREMENTAL;
-	h.block_size = j->block_size;
-	h.created_ns = created;
-	snprintf(h.source, sizeof(h.source), "%s", src);
 	if (!j->full) {
 		snprintf(rel2, sizeof(rel2), "backups/%s.manifest", prev->id);
 		j->pc.fd = openat(r->dirfd, rel2, O_RDONLY | O_CLOEXEC);
@@ -1102,35 +1449,61 @@ int dw_backup_create(dw_backup_repo *r, const dw_backup_create_opts *o, dw_backu
 		rc = pc_next(&j->pc);
 		if (rc < 0)
 			goto out;
-		h.chain_len = (uint16_t)(j->pc.mr.h.chain_len + 1);
-	} else {
-		h.chain_len = 1;
 	}
-	h.chain = dw_calloc(h.chain_len, DW_BACKUP_ID_MAX);
-	if (!h.chain) {
-		rc = -ENOMEM;
-		goto out;
+	if (resume) {
+		rc = resume_setup(j, &h, &mfd, &resumed_bytes);
+		if (rc == -ENOMEM)
+			goto out;
+		if (rc < 0) {
+			/* unusable: start over under the same id */
+			dw_log(DW_LOG_WARN, "backup", "resume_failed", "id=%s err=%s", id,
+			       dw_err_name(rc));
+			resume_reset(j, &h, &mfd);
+			rc = dw__job_clean_data(r, id, NULL);
+			if (rc < 0)
+				goto out;
+			resume = false;
+		} else {
+			created = h.created_ns;
+			dw_log(DW_LOG_INFO, "backup", "resumed", "id=%s from=%s bytes_read=%llu",
+			       id, j->resume_last ? j->resume_last : ".",
+			       (unsigned long long)resumed_bytes);
+		}
 	}
-	for (uint16_t i = 0; i + 1 < h.chain_len; i++)
-		memcpy(h.chain[i], j->pc.mr.h.chain[i], DW_BACKUP_ID_MAX);
-	snprintf(h.chain[h.chain_len - 1], DW_BACKUP_ID_MAX, "%s", id);
-	j->self_idx = (uint16_t)(h.chain_len - 1);
+	if (!resume) {
+		/* header: the parent's chain plus this backup */
+		h.type = j->full ? DW_BACKUP_FULL : DW_BACKUP_INCREMENTAL;
+		h.block_size = j->block_size;
+		h.created_ns = created;
+		snprintf(h.source, sizeof(h.source), "%s", src);
+		h.chain_len = j->full ? 1 : (uint16_t)(j->pc.mr.h.chain_len + 1);
+		h.chain = dw_calloc(h.chain_len, DW_BACKUP_ID_MAX);
+		if (!h.chain) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		for (uint16_t i = 0; i + 1 < h.chain_len; i++)
+			memcpy(h.chain[i], j->pc.mr.h.chain[i], DW_BACKUP_ID_MAX);
+		snprintf(h.chain[h.chain_len - 1], DW_BACKUP_ID_MAX, "%s", id);
 
-	snprintf(rel, sizeof(rel), "tmp/%s.manifest", id);
-	mfd = openat(r->dirfd, rel, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (mfd < 0) {
-		rc = -errno;
-		goto out;
+		snprintf(rel, sizeof(rel), "tmp/%s.manifest", id);
+		mfd = openat(r->dirfd, rel, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		if (mfd < 0) {
+			rc = -errno;
+			goto out;
+		}
+		rc = dw__mw_open(&j->mw, mfd);
+		if (rc < 0)
+			goto out;
+		rc = dw__mw_header(&j->mw, &h);
+		if (rc < 0)
+			goto out;
+		rc = dw__pw_open(&j->pw, r->dirfd, id, r->pack_size, o->fsync);
+		if (rc < 0)
+			goto out;
 	}
-	rc = dw__mw_open(&j->mw, mfd);
-	if (rc < 0)
-		goto out;
-	rc = dw__mw_header(&j->mw, &h);
-	if (rc < 0)
-		goto out;
-	rc = dw__pw_open(&j->pw, r->dirfd, id, r->pack_size, o->fsync);
-	if (rc < 0)
-		goto out;
+	j->self_idx = (uint16_t)(h.chain_len - 1);
+	j->ck_ns = dw_clock_now(o->clock);
 	j->fsha = EVP_MD_CTX_new();
 	j->pathbuf = dw_malloc(DW__PATH_MAX);
 	if (!j->fsha || !j->pathbuf) {
@@ -1217,6 +1590,9 @@ stop:
 		snprintf(out->source, sizeof(out->source), "%s", src);
 		out->stats = t.stats;
 		dw__backup_bytes(r, id, &out->repo_bytes);
+		out->resumed = resume;
+		out->resumed_bytes = resumed_bytes;
+		out->run_bytes_read = t.stats.bytes_read - resumed_bytes;
 	}
 	rc = 0;
 out:
@@ -1238,6 +1614,9 @@ out:
 		pthread_cond_destroy(&j->cv_work);
 		pthread_cond_destroy(&j->cv_done);
 		pthread_mutex_destroy(&j->mu);
+		pthread_mutex_destroy(&j->hl_mu);
+		dw_free(j->cur_path);
+		dw_free(j->resume_buf);
 		dw_free(j);
 	}
 	if (mfd >= 0)
@@ -1246,6 +1625,8 @@ out:
 		if (rc < 0 && !published)
 			dw__job_clean(r, id, NULL);
 		else {
+			snprintf(rel, sizeof(rel), "tmp/%s.ckpt", id);
+			unlinkat(r->dirfd, rel, 0);
 			snprintf(rel, sizeof(rel), "tmp/%s.job", id);
 			unlinkat(r->dirfd, rel, 0);
 		}

@@ -53,6 +53,7 @@ struct mjob {
 	uint64_t bytes_read;	  /* protected by mu: for the throughput */
 	uint64_t last_ckpt_bytes; /* job thread only */
 	uint64_t last_ckpt_ns;	  /* job thread only */
+	uint64_t durable_bytes;	  /* job thread only: bytes read at the engine's last checkpoint */
 	_Atomic bool cancel;
 };
 
@@ -97,7 +98,8 @@ void dw_backup_mgr_config_default(dw_backup_mgr_config *cfg)
  */
 
 static int job_put(dw_backup_mgr *m, const char *id, const char *state, const char *source,
-		   const char *type, const char *parent, const dw_backup_stats *st, int error)
+		   const char *type, const char *parent, const dw_backup_stats *st, uint64_t ckpt,
+		   int error)
 {
 	char key[128];
 	cJSON *o;
@@ -115,7 +117,7 @@ static int job_put(dw_backup_mgr *m, const char *id, const char *state, const ch
 	cJSON_AddStringToObject(o, "repo", m->repo_path);
 	cJSON_AddStringToObject(o, "type", type);
 	cJSON_AddStringToObject(o, "parent", parent ? parent : "");
-	cJSON_AddNumberToObject(o, "checkpoint_bytes", st ? (double)st->bytes_read : 0);
+	cJSON_AddNumberToObject(o, "checkpoint_bytes", (double)ckpt);
 	cJSON_AddNumberToObject(o, "files", st ? (double)st->files : 0);
 	cJSON_AddNumberToObject(o, "bytes_read", st ? (double)st->bytes_read : 0);
 	cJSON_AddNumberToObject(o, "bytes_stored", st ? (double)st->bytes_stored : 0);
@@ -261,10 +263,24 @@ static void job_progress(void *arg, const dw_backup_stats *s)
 	pthread_mutex_unlock(&m->mu);
 	if (s->bytes_read - j->last_ckpt_bytes >= m->cfg.checkpoint_bytes ||
 	    now - j->last_ckpt_ns >= m->cfg.checkpoint_ms * DW_NS_PER_MS) {
-		job_put(m, j->id, "running", j->source, dw_backup_type_name(j->o.type), NULL, s, 0);
+		job_put(m, j->id, "running", j->source, dw_backup_type_name(j->o.type), NULL, s,
+			j->durable_bytes, 0);
 		j->last_ckpt_bytes = s->bytes_read;
 		j->last_ckpt_ns = now;
 	}
+}
+
+/* The engine made a checkpoint durable: the record says how far a resume would start. */
+static void job_checkpoint(void *arg, const char *id, const dw_backup_stats *s)
+{
+	struct mjob *j = arg;
+
+	(void)id;
+	j->durable_bytes = s->bytes_read;
+	job_put(j->m, j->id, "running", j->source, dw_backup_type_name(j->o.type), NULL, s,
+		j->durable_bytes, 0);
+	j->last_ckpt_bytes = s->bytes_read;
+	j->last_ckpt_ns = dw_clock_now(j->m->cfg.clock);
 }
 
 static void *job_main(void *arg)
@@ -274,15 +290,15 @@ static void *job_main(void *arg)
 	int rc;
 
 	j->last_ckpt_ns = dw_clock_now(m->cfg.clock);
-	job_put(m, j->id, "running", j->source, dw_backup_type_name(j->o.type), NULL, NULL, 0);
+	job_put(m, j->id, "running", j->source, dw_backup_type_name(j->o.type), NULL, NULL, 0, 0);
 	rc = dw_backup_create(m->repo, &j->o, &j->info);
 	if (rc == 0) {
 		job_put(m, j->id, "done", j->source, dw_backup_type_name(j->info.type),
-			j->info.parent, &j->info.stats, 0);
+			j->info.parent, &j->info.stats, j->info.stats.bytes_read, 0);
 		chains_rebuild(m);
 	} else {
 		job_put(m, j->id, "failed", j->source, dw_backup_type_name(j->o.type), NULL, NULL,
-			rc);
+			0, rc);
 	}
 	pthread_mutex_lock(&m->mu);
 	j->rc = rc;
@@ -777,13 +793,19 @@ int dw_backup_mgr_submit(dw_backup_mgr *m, const dw_backup_create_opts *o,
 	j->o = *o;
 	j->o.source = j->source;
 	j->o.progress = job_progress;
+	j->o.checkpoint = job_checkpoint;
+	j->o.checkpoint_bytes = m->cfg.checkpoint_bytes;
+	j->o.checkpoint_ms =
+		(uint32_t)(m->cfg.checkpoint_ms > UINT32_MAX ? UINT32_MAX : m->cfg.checkpoint_ms);
 	j->o.arg = j;
 	j->o.warn = NULL;
 	j->o.cancel = &j->cancel;
 	if (j->o.progress_ms == 0 || j->o.progress_ms > m->cfg.checkpoint_ms)
 		j->o.progress_ms =
 			(uint32_t)(m->cfg.checkpoint_ms < 1000 ? m->cfg.checkpoint_ms : 1000);
-	if (f.id[0])
+	if (o->job_id[0] && dw__id_valid(o->job_id))
+		snprintf(j->id, sizeof(j->id), "%s", o->job_id);
+	else if (f.id[0])
 		snprintf(j->id, sizeof(j->id), "%s", f.id);
 	else
 		dw__id_new(dw_clock_wall(m->cfg.clock), j->id);
@@ -791,7 +813,7 @@ int dw_backup_mgr_submit(dw_backup_mgr *m, const dw_backup_create_opts *o,
 	snprintf(id, DW_BACKUP_ID_MAX, "%s", j->id);
 	m->queued++;
 	pthread_mutex_unlock(&m->mu);
-	job_put(m, id, "queued", src, dw_backup_type_name(o->type), NULL, NULL, 0);
+	job_put(m, id, "queued", src, dw_backup_type_name(o->type), NULL, NULL, 0, 0);
 	pthread_mutex_lock(&m->mu);
 	if (m->started)
 		dispatch(m);
@@ -875,15 +897,23 @@ int dw_backup_mgr_recover(dw_backup_mgr *m, bool resubmit, dw_backup_job_fn fn, 
 	rc = scan_jobs(m, rec_collect, &l);
 	if (rc == 0)
 		rc = l.err;
-	if (rc == 0)
-		rc = dw_backup_recover(m->repo, NULL, NULL, NULL); /* partial files of dead jobs */
+	if (rc == 0) {
+		/* partial files of dead jobs; with resubmit, those with a checkpoint stay to resume
+		 */
+		int lock = dw__repo_lock(m->repo, "lock", false, false);
+
+		rc = lock < 0 ? lock : dw__recover(m->repo, resubmit, NULL, NULL, NULL);
+		if (lock >= 0)
+			close(lock);
+	}
 	for (size_t i = 0; rc == 0 && i < l.n; i++) {
 		dw_backup_job *j = &l.v[i];
 		char id[DW_BACKUP_ID_MAX];
 
 		if (fn)
 			fn(arg, j);
-		job_put(m, j->id, "recovered", j->source, j->type, j->parent, NULL, 0);
+		job_put(m, j->id, "recovered", j->source, j->type, j->parent, NULL,
+			j->checkpoint_bytes, 0);
 		if (count)
 			(*count)++;
 		if (resubmit) {
@@ -894,7 +924,8 @@ int dw_backup_mgr_recover(dw_backup_mgr *m, bool resubmit, dw_backup_job_fn fn, 
 			o.type = strcmp(j->type, "full") == 0	       ? DW_BACKUP_FULL
 				 : strcmp(j->type, "incremental") == 0 ? DW_BACKUP_INCREMENTAL
 								       : DW_BACKUP_AUTO;
-			/* the record is "recovered" now: submit gives the job a fresh id */
+			/* the same id: the create resumes from its checkpoint if it left one */
+			snprintf(o.job_id, sizeof(o.job_id), "%s", j->id);
 			rc = dw_backup_mgr_submit(m, &o, id);
 			if (rc == DW_ENOTFOUND)
 				rc = 0; /* the source is gone: nothing to resume */

@@ -28,6 +28,7 @@
  */
 #include <errno.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <openssl/evp.h>
@@ -388,6 +389,62 @@ int dw__mw_finish(struct dw__mwriter *w, const struct dw__mtrailer *t)
 	w->len += e.len;
 	w->written += e.len;
 	return mw_flush(w);
+}
+
+int dw__mw_sync(struct dw__mwriter *w, uint64_t *len, uint8_t sha[DW__SHA_LEN])
+{
+	EVP_MD_CTX *c;
+	unsigned int n = 0;
+	int rc = mw_flush(w);
+
+	if (rc < 0)
+		return rc;
+	c = EVP_MD_CTX_new();
+	if (!c)
+		return -ENOMEM;
+	rc = EVP_MD_CTX_copy_ex(c, w->sha) == 1 && EVP_DigestFinal_ex(c, sha, &n) == 1
+		     ? 0
+		     : DW_EBACKEND;
+	EVP_MD_CTX_free(c);
+	*len = w->written;
+	return rc;
+}
+
+int dw__mw_resume(struct dw__mwriter *w, int fd, uint64_t len, const uint8_t sha[DW__SHA_LEN])
+{
+	uint8_t got[DW__SHA_LEN];
+	struct stat st;
+	uint64_t off = 0;
+	int rc;
+
+	rc = dw__mw_open(w, fd);
+	if (rc < 0)
+		return rc;
+	if (fstat(fd, &st) < 0)
+		return w->err = -errno;
+	if ((uint64_t)st.st_size < len)
+		return w->err = DW_ECORRUPT;
+	if (ftruncate(fd, (off_t)len) < 0)
+		return w->err = -errno;
+	while (off < len) {
+		size_t n = len - off < w->cap ? (size_t)(len - off) : w->cap;
+
+		rc = dw__pread_all(fd, w->buf, n, off);
+		if (rc < 0)
+			return w->err = rc;
+		if (EVP_DigestUpdate(w->sha, w->buf, n) != 1)
+			return w->err = DW_EBACKEND;
+		off += n;
+	}
+	w->written = len;
+	rc = dw__mw_sync(w, &off, got);
+	if (rc < 0)
+		return w->err = rc;
+	if (memcmp(got, sha, DW__SHA_LEN) != 0)
+		return w->err = DW_ECORRUPT;
+	if (lseek(fd, (off_t)len, SEEK_SET) < 0)
+		return w->err = -errno;
+	return 0;
 }
 
 void dw__mw_close(struct dw__mwriter *w)

@@ -19,6 +19,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <zstd.h>
@@ -75,6 +76,45 @@ int dw__pw_open(struct dw__pwriter *p, int repofd, const char *id, uint64_t pack
 	p->dirfd = openat(repofd, rel, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (p->dirfd < 0)
 		return -errno;
+	return 0;
+}
+
+int dw__pw_resume(struct dw__pwriter *p, int repofd, const char *id, uint64_t pack_size,
+		  bool do_fsync, uint32_t pack_no, uint64_t off, uint64_t bytes, bool open)
+{
+	char name[32];
+	struct stat st;
+	int rc;
+
+	rc = dw__pw_open(p, repofd, id, pack_size, do_fsync);
+	if (rc < 0)
+		return rc;
+	if (pack_no > DW__PACK_MAX_NO || (open && off < DW__PACK_HDR))
+		return DW_ECORRUPT;
+	/* packs begun after the checkpoint hold nothing it refers to */
+	for (uint32_t n = open ? pack_no + 1 : pack_no; n <= DW__PACK_MAX_NO; n++) {
+		pack_name(n, name);
+		if (unlinkat(p->dirfd, name, 0) < 0) {
+			if (errno == ENOENT)
+				break;
+			return -errno;
+		}
+	}
+	p->pack_no = pack_no;
+	p->bytes = bytes;
+	if (!open)
+		return 0;
+	pack_name(pack_no, name);
+	p->fd = openat(p->dirfd, name, O_WRONLY | O_CLOEXEC);
+	if (p->fd < 0)
+		return errno == ENOENT ? DW_ECORRUPT : -errno;
+	if (fstat(p->fd, &st) < 0)
+		return -errno;
+	if ((uint64_t)st.st_size < off)
+		return DW_ECORRUPT;
+	if (ftruncate(p->fd, (off_t)off) < 0 || lseek(p->fd, (off_t)off, SEEK_SET) < 0)
+		return -errno;
+	p->off = off;
 	return 0;
 }
 

@@ -20,6 +20,8 @@
  * file is not locked (its process is gone) and that has no visible manifest. The job lock is
  * tested before the manifest, because a finishing create renames its manifest before it lets
  * the lock go. REPO/jobs.lock is held meanwhile so that no job starts between the two tests.
+ * A create cleans this way too when it starts, but keeps dead jobs that left a checkpoint
+ * (ckpt.c): the next create of their source resumes them. dw_backup_recover removes them.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -241,6 +243,7 @@ struct rec {
 	dw_backup_recover_fn fn;
 	void *arg;
 	dw_backup_recover_result res;
+	bool keep_resumable;
 };
 
 /* One id that has partial files: is its job alive? Else clean it. */
@@ -266,12 +269,28 @@ static int recover_id(struct rec *c, const char *id)
 	/* not running: finished (manifest visible) or dead */
 	snprintf(rel, sizeof(rel), "backups/%s.manifest", id);
 	if (faccessat(c->r->dirfd, rel, F_OK, 0) == 0) {
+		snprintf(rel, sizeof(rel), "tmp/%s.ckpt", id);
+		unlinkat(c->r->dirfd, rel, 0);
 		if (fd >= 0) {
 			snprintf(rel, sizeof(rel), "tmp/%s.job", id);
 			unlinkat(c->r->dirfd, rel, 0);
 			close(fd);
 		}
 		return 0;
+	}
+	if (c->keep_resumable) {
+		struct dw__ckpt *ck = dw_malloc(sizeof(*ck));
+
+		rc = ck ? dw__ckpt_read(c->r, id, ck) : -ENOMEM;
+		if (rc == 0)
+			dw__ckpt_free(ck);
+		dw_free(ck);
+		if (rc == 0) {
+			/* dead, with a checkpoint: the next create of its source resumes it */
+			if (fd >= 0)
+				close(fd);
+			return 0;
+		}
 	}
 	rc = dw__job_clean(c->r, id, &bytes);
 	if (fd >= 0)
@@ -328,10 +347,10 @@ static int scan_dir(struct rec *c, const char *sub, const char *suffix)
 	return rc;
 }
 
-int dw__recover(dw_backup_repo *r, dw_backup_recover_fn fn, void *arg,
+int dw__recover(dw_backup_repo *r, bool keep_resumable, dw_backup_recover_fn fn, void *arg,
 		dw_backup_recover_result *out)
 {
-	struct rec c = { .r = r, .fn = fn, .arg = arg };
+	struct rec c = { .r = r, .fn = fn, .arg = arg, .keep_resumable = keep_resumable };
 	int jl, rc;
 
 	jl = dw__repo_lock(r, "jobs.lock", true, false);
@@ -340,6 +359,8 @@ int dw__recover(dw_backup_repo *r, dw_backup_recover_fn fn, void *arg,
 	rc = scan_dir(&c, "tmp", ".job");
 	if (rc == 0)
 		rc = scan_dir(&c, "tmp", ".manifest");
+	if (rc == 0)
+		rc = scan_dir(&c, "tmp", ".ckpt");
 	if (rc == 0)
 		rc = scan_dir(&c, "packs", "");
 	close(jl);
@@ -358,7 +379,7 @@ int dw_backup_recover(dw_backup_repo *r, dw_backup_recover_fn fn, void *arg,
 	lock = dw__repo_lock(r, "lock", false, false);
 	if (lock < 0)
 		return lock;
-	rc = dw__recover(r, fn, arg, out);
+	rc = dw__recover(r, false, fn, arg, out);
 	close(lock);
 	return rc;
 }

@@ -243,6 +243,22 @@ static void on_warn(void *arg, const char *path, int err)
 	pthread_mutex_unlock(&j->cc->mu);
 }
 
+static void on_checkpoint(void *arg, const char *id, const dw_backup_stats *s)
+{
+	struct cjob *j = arg;
+
+	if (!j->cc->json)
+		return;
+	pthread_mutex_lock(&j->cc->mu);
+	fputs("{\"event\":\"checkpoint\",\"source\":", stdout);
+	json_str(stdout, j->source);
+	printf(",\"id\":\"%s\",\"files\":%llu,\"bytes_read\":%llu,\"bytes_stored\":%llu}\n", id,
+	       (unsigned long long)s->files, (unsigned long long)s->bytes_read,
+	       (unsigned long long)s->bytes_stored);
+	fflush(stdout);
+	pthread_mutex_unlock(&j->cc->mu);
+}
+
 static void *job_main(void *arg)
 {
 	struct cjob *j = arg;
@@ -279,6 +295,7 @@ static void print_done(struct cjob *j, bool json, double secs)
 		printf(",\"chain\":\"%s\",\"files\":%llu,\"dirs\":%llu,\"unreadable\":%llu,"
 		       "\"files_changed\":%llu,\"bytes_total\":%llu,\"bytes_read\":%llu,"
 		       "\"bytes_stored\":%llu,\"blocks_new\":%llu,\"blocks_reused\":%llu,"
+		       "\"resumed\":%s,\"resumed_bytes\":%llu,\"run_bytes_read\":%llu,"
 		       "\"seconds\":%.3f}\n",
 		       b->chain, (unsigned long long)b->stats.files,
 		       (unsigned long long)b->stats.dirs, (unsigned long long)b->stats.unreadable,
@@ -287,7 +304,9 @@ static void print_done(struct cjob *j, bool json, double secs)
 		       (unsigned long long)b->stats.bytes_read,
 		       (unsigned long long)b->stats.bytes_stored,
 		       (unsigned long long)b->stats.blocks_new,
-		       (unsigned long long)b->stats.blocks_reused, secs);
+		       (unsigned long long)b->stats.blocks_reused, b->resumed ? "true" : "false",
+		       (unsigned long long)b->resumed_bytes, (unsigned long long)b->run_bytes_read,
+		       secs);
 		return;
 	}
 	if (j->rc < 0) {
@@ -297,11 +316,12 @@ static void print_done(struct cjob *j, bool json, double secs)
 	}
 	human_bytes(b->stats.bytes_total, h1, sizeof(h1));
 	human_bytes(b->stats.bytes_stored, h2, sizeof(h2));
-	printf("%s backup %s of %s%s%s%s: %llu files, %s, %s stored, %.1f s%s\n",
+	printf("%s backup %s of %s%s%s%s: %llu files, %s, %s stored, %.1f s%s%s\n",
 	       dw_backup_type_name(b->type), b->id, j->source, b->parent[0] ? " (parent " : "",
 	       b->parent[0] ? b->parent : "", b->parent[0] ? ")" : "",
 	       (unsigned long long)b->stats.files, h1, h2, secs,
-	       b->stats.unreadable ? " (some files were unreadable)" : "");
+	       b->stats.unreadable ? " (some files were unreadable)" : "",
+	       b->resumed ? " (resumed from the checkpoint of an interrupted run)" : "");
 }
 
 /* The logical size of the newest backup of a source, for the ETA. */
@@ -330,9 +350,14 @@ static int cmd_create(int argc, char **argv)
 		{ "jobs", required_argument, NULL, 'J' },
 		{ "ignore-inode-ctime", no_argument, NULL, 'i' },
 		{ "no-fsync", no_argument, NULL, 'n' },
+		{ "checkpoint", required_argument, NULL, 'c' },
+		{ "no-resume", no_argument, NULL, 'N' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct ccreate cc = { 0 };
+	const char *ckenv = getenv("DWSCALE_BACKUP_CHECKPOINT");
+	uint64_t ckbytes = 64u << 20;
+	bool noresume = false;
 	struct cjob *jobs = NULL;
 	const char *repo = NULL;
 	dw_backup_type type = DW_BACKUP_AUTO;
@@ -385,11 +410,20 @@ static int cmd_create(int argc, char **argv)
 		case 'n':
 			nofsync = true;
 			break;
+		case 'c':
+			ckenv = optarg;
+			break;
+		case 'N':
+			noresume = true;
+			break;
 		default:
 			return dw__usage_error(CMD, "unknown or incomplete option '%s'",
 					       argv[optind - 1]);
 		}
 	}
+	if (ckenv && *ckenv && parse_size(ckenv, true, &ckbytes) < 0)
+		return dw__usage_error(CMD, "--checkpoint (or DWSCALE_BACKUP_CHECKPOINT) takes a "
+					    "size such as 64M (0 = no checkpoints)");
 	n = (size_t)(argc - optind);
 	if (n == 0)
 		return dw__usage_error(CMD, "create needs at least one SRC directory");
@@ -421,6 +455,10 @@ static int cmd_create(int argc, char **argv)
 		j->o.fsync = !nofsync;
 		j->o.progress = on_progress;
 		j->o.warn = on_warn;
+		j->o.checkpoint = on_checkpoint;
+		j->o.checkpoint_bytes = ckbytes;
+		j->o.checkpoint_ms = ckbytes ? 5000 : 0;
+		j->o.no_resume = noresume;
 		j->o.arg = j;
 		j->o.progress_ms = 200;
 		if (rp) {
@@ -642,6 +680,75 @@ static void recover_item(void *arg, const char *id, bool cleaned, uint64_t bytes
 		printf("backup %s is still being written by a live process; left alone\n", id);
 }
 
+struct plist {
+	dw_backup_partial *v;
+	size_t n, cap;
+};
+
+static void partial_add(void *arg, const dw_backup_partial *p)
+{
+	struct plist *l = arg;
+
+	if (l->n == l->cap) {
+		size_t nc = l->cap ? 2 * l->cap : 8;
+		dw_backup_partial *nv = nc > 4096 ? NULL : realloc(l->v, nc * sizeof(*nv));
+
+		if (!nv)
+			return; /* the rest are cleaned instead of resumed */
+		l->v = nv;
+		l->cap = nc;
+	}
+	l->v[l->n++] = *p;
+}
+
+/*
+ * Finish every create a killed process left with a checkpoint (each resumes from it, in this
+ * process), so that recover loses no work that can be kept; what is left is cleaned after.
+ */
+static void resume_partials(dw_backup_repo *r, bool json, dw_backup_recover_result *res)
+{
+	struct plist l = { 0 };
+
+	if (dw_backup_partials(r, partial_add, &l) < 0)
+		return;
+	for (size_t i = 0; i < l.n; i++) {
+		const dw_backup_partial *p = &l.v[i];
+		dw_backup_create_opts o;
+		dw_backup_info info;
+		int rc;
+
+		dw_backup_create_opts_default(&o);
+		o.source = p->source;
+		o.type = p->type;
+		snprintf(o.job_id, sizeof(o.job_id), "%s", p->id);
+		rc = dw_backup_create(r, &o, &info);
+		if (rc == 0 && info.resumed)
+			res->jobs_resumed++;
+		if (json) {
+			printf("{\"event\":\"%s\",\"id\":\"%s\",\"source\":",
+			       rc < 0	      ? "resume_failed"
+			       : info.resumed ? "resumed"
+					      : "redone",
+			       p->id);
+			json_str(stdout, p->source);
+			if (rc < 0)
+				printf(",\"error\":\"%s\"}\n", dw_err_name(rc));
+			else
+				printf(",\"resumed_bytes\":%llu,\"run_bytes_read\":%llu}\n",
+				       (unsigned long long)info.resumed_bytes,
+				       (unsigned long long)info.run_bytes_read);
+		} else if (rc < 0) {
+			printf("could not resume backup %s of %s: %s (its files are cleaned)\n",
+			       p->id, p->source, dw_strerror(rc));
+		} else {
+			printf("%s backup %s of %s\n", info.resumed ? "resumed" : "redid", info.id,
+			       p->source);
+		}
+		fflush(stdout);
+	}
+	free(l.v);
+}
+
 static int cmd_other(const char *verb, int argc, char **argv)
 {
 	static const struct option lo[] = {
@@ -656,11 +763,12 @@ static int cmd_other(const char *verb, int argc, char **argv)
 		{ "dry-run", no_argument, NULL, 'd' },
 		{ "no-owners", no_argument, NULL, 'o' },
 		{ "threads", required_argument, NULL, 't' },
+		{ "clean", no_argument, NULL, 'C' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *repo = NULL, *target = NULL, *path = NULL;
 	int threads = 0;
-	bool json = false, read_data = false, dry = false, owners = true;
+	bool json = false, read_data = false, dry = false, owners = true, clean_only = false;
 	dw_backup_retention pol;
 	dw_backup_repo *r = NULL;
 	int c, rc, ret = DW_EXIT_OK;
@@ -691,6 +799,9 @@ static int cmd_other(const char *verb, int argc, char **argv)
 			break;
 		case 'o':
 			owners = false;
+			break;
+		case 'C':
+			clean_only = true;
 			break;
 		case 't':
 			threads = atoi(optarg);
@@ -834,22 +945,27 @@ static int cmd_other(const char *verb, int argc, char **argv)
 						    "each source is left)"
 						  : "");
 	} else if (strcmp(verb, "recover") == 0) {
-		dw_backup_recover_result res;
+		dw_backup_recover_result res, res2 = { 0 };
 
+		if (!clean_only)
+			resume_partials(r, json, &res2);
 		rc = dw_backup_recover(r, recover_item, &json, &res);
+		res.jobs_resumed = res2.jobs_resumed;
 		if (rc < 0) {
 			ret = fail("recover", rc);
 			goto out;
 		}
 		if (json)
-			printf("{\"event\":\"done\",\"cleaned\":%u,\"running\":%u,"
+			printf("{\"event\":\"done\",\"resumed\":%u,\"cleaned\":%u,\"running\":%u,"
 			       "\"bytes_freed\":%llu}\n",
-			       res.jobs_cleaned, res.jobs_running,
+			       res.jobs_resumed, res.jobs_cleaned, res.jobs_running,
 			       (unsigned long long)res.bytes_freed);
 		else
-			printf("%u unfinished backups cleaned (%llu bytes), %u still running\n",
-			       res.jobs_cleaned, (unsigned long long)res.bytes_freed,
-			       res.jobs_running);
+			printf("%u interrupted backups resumed, %u unfinished backups cleaned "
+			       "(%llu "
+			       "bytes), %u still running\n",
+			       res.jobs_resumed, res.jobs_cleaned,
+			       (unsigned long long)res.bytes_freed, res.jobs_running);
 	}
 out:
 	dw_backup_repo_close(r);

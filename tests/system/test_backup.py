@@ -1,8 +1,9 @@
 # SPDX-License-Identifier: MIT
 """dwscale backup, run as a user would: round trips compared file by file (content hash, mode,
 owner, mtime in ns, symlink targets, hard-link groups), kill -9 at random points of create,
-prune and restore followed by a plain rerun or `recover`, exact --dry-run bytes, and errors
-that change nothing.
+prune and restore followed by a plain rerun or `recover`, a killed create of a ~300 MB tree
+resumed from its last checkpoint (re-reading at most one checkpoint's worth, measured from
+outside the killed process), exact --dry-run bytes, and errors that change nothing.
 """
 import hashlib
 import json
@@ -248,6 +249,8 @@ def test_kill9_create_prune_restore(env):
         if i % 2:
             r = run(b, "backup", "recover", "--repo", repo, "--json")
             assert r.returncode == 0, r.stderr
+            for x in listing(b, repo):
+                done.setdefault(x["id"], snapshot(src))  # resumed by recover
         d = create(b, repo, src)[0]  # a plain rerun
         done[d["id"]] = snapshot(src)
 
@@ -267,3 +270,110 @@ def test_kill9_create_prune_restore(env):
     assert remaining
     for n, x in enumerate(remaining):
         restore_check(b, repo, x["id"], tmp / f"out{n}", done[x["id"]])
+
+
+CKPT = 16 << 20
+BIG_FILES = 300  # of 1 MiB: ~300 MB
+
+
+def read_rchar(pid):
+    with open(f"/proc/{pid}/io") as f:
+        for line in f:
+            if line.startswith("rchar:"):
+                return int(line.split()[1])
+    raise RuntimeError("no rchar")
+
+
+def kill_at_checkpoint(cmd, env, after):
+    """Run cmd (--json), SIGKILL it once `after` checkpoint events were printed. Returns the
+    bytes the process had read in all (an upper bound of the source bytes it read: taken while
+    it is stopped, just before the kill) and the checkpoint events it printed."""
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+    seen = []
+    try:
+        for line in p.stdout:
+            ev = json.loads(line)
+            if ev.get("event") == "checkpoint":
+                seen.append(ev)
+                if len(seen) >= after:
+                    break
+        assert len(seen) >= after, "the create finished before it was killed"
+        p.send_signal(signal.SIGSTOP)
+        rchar = read_rchar(p.pid)
+        p.send_signal(signal.SIGKILL)
+    finally:
+        if p.poll() is None:
+            p.kill()
+        rest = p.stdout.read()
+        p.wait()
+    seen += [json.loads(x) for x in rest.splitlines() if b'"checkpoint"' in x]
+    assert p.returncode == -signal.SIGKILL
+    return rchar, seen
+
+
+def test_kill9_resumes_from_checkpoint(tmp_path, dwscale_bin):
+    """A create killed by SIGKILL is resumed by the next run (or by recover): the rerun keeps
+    what the last checkpoint covered, so the bytes read twice are at most one checkpoint's worth
+    plus what was in flight; the result restores byte-identical and check stays clean."""
+    if not os.path.exists(f"/proc/{os.getpid()}/io"):
+        pytest.skip("no /proc/<pid>/io on this kernel: the bytes a killed process read "
+                    "cannot be measured")
+    b = dwscale_bin
+    repo = str(tmp_path / "repo")
+    assert run(b, "backup", "init", repo).returncode == 0  # 1 MiB blocks
+    src = tmp_path / "src"
+    rng = random.Random(6)
+    for i in range(BIG_FILES):
+        d = src / f"d{i % 7}"
+        d.mkdir(parents=True, exist_ok=True)
+        (d / f"f{i:04d}").write_bytes(rng.randbytes(1 << 20))
+    os.link(src / "d0" / "f0000", src / "d6" / "zz-link")  # a hard link across checkpoints
+    want = snapshot(str(src))
+    total = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(src) for f in fs)
+    total -= 1 << 20  # the hard link is stored once
+    env = dict(os.environ, DWSCALE_BACKUP_CHECKPOINT=str(CKPT))
+    # in flight besides the last checkpoint's worth: the reader runs at most 3 x cores + 2
+    # blocks ahead of what is committed, and a checkpoint waits for the file being read
+    slack = (3 * os.cpu_count() + 2) * (1 << 20) + (1 << 20) + (1 << 20)
+
+    cmd = [b, "backup", "create", str(src), "--repo", repo, "--json"]
+    rchar, seen = kill_at_checkpoint(cmd, env, after=4)
+    assert listing(b, repo) == []  # nothing visible
+    r = run(b, "backup", "check", "--repo", repo, "--json")
+    rep = json.loads(r.stdout.splitlines()[-1])
+    assert r.returncode == 0 and rep["errors"] == 0 and rep["incomplete"] == 1
+
+    r = subprocess.run(cmd, capture_output=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr
+    done = [json.loads(x) for x in r.stdout.splitlines() if b'"done"' in x][0]
+    assert done["resumed"] is True and done["id"] == seen[-1]["id"]
+    assert done["resumed_bytes"] >= seen[-1]["bytes_read"]  # the newest checkpoint, at least
+    assert done["bytes_read"] == total
+    assert done["run_bytes_read"] == total - done["resumed_bytes"]
+    # read twice: what the killed run read after the checkpoint the rerun started from
+    assert rchar - done["resumed_bytes"] <= CKPT + slack, (rchar, done)
+    r = run(b, "backup", "check", "--repo", repo, "--read-data", "--json")
+    rep = json.loads(r.stdout.splitlines()[-1])
+    assert r.returncode == 0 and rep["errors"] == 0 and rep["incomplete"] == 0
+    restore_check(b, repo, done["id"], tmp_path / "out1", want)
+
+    # an incremental killed part-way, finished by `recover`
+    for i in range(0, BIG_FILES, 3):
+        (src / f"d{i % 7}" / f"f{i:04d}").write_bytes(rng.randbytes(1 << 20))
+    want2 = snapshot(str(src))
+    rchar, seen = kill_at_checkpoint(cmd, env, after=2)
+    r = subprocess.run([b, "backup", "recover", "--repo", repo, "--json"], capture_output=True,
+                       env=env, timeout=300)
+    assert r.returncode == 0, r.stderr
+    events = [json.loads(x) for x in r.stdout.splitlines()]
+    resumed = [e for e in events if e["event"] == "resumed"]
+    assert len(resumed) == 1 and resumed[0]["id"] == seen[-1]["id"]
+    assert resumed[0]["resumed_bytes"] >= seen[-1]["bytes_read"]
+    assert rchar - resumed[0]["resumed_bytes"] <= CKPT + slack, (rchar, resumed)
+    assert events[-1]["resumed"] == 1 and events[-1]["cleaned"] == 0
+    inc = listing(b, repo)[-1]
+    assert inc["id"] == seen[-1]["id"] and inc["type"] == "incremental"
+    r = run(b, "backup", "check", "--repo", repo, "--read-data", "--json")
+    rep = json.loads(r.stdout.splitlines()[-1])
+    assert r.returncode == 0 and rep["errors"] == 0 and rep["incomplete"] == 0
+    restore_check(b, repo, inc["id"], tmp_path / "out2", want2)
