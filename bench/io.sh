@@ -6,7 +6,8 @@
 #                io_uring off vs fio psync at numjobs = depth (goal >= 0.95)
 #   isolation    High 4k QD1 randread against a Low 128k read flood at depth 32: High p99 vs High
 #                alone (goal <= 3x), Low MiB/s vs Low alone (goal >= 0.6x); the same mix through
-#                fio with kernel ioprio for comparison
+#                fio with kernel ioprio for comparison, and the frontier low_cap 1..16 sets
+#                on this disk (High p99 and Low MiB/s against Low alone at that queue depth)
 #   starvation   High saturating (QD 64 over depth 32) with a Low reader: longest Low wait
 #                (goal <= 1 s)
 # Peak RSS of dwscale is printed for each case. Run by bench/run.sh (make bench).
@@ -157,6 +158,23 @@ print(f"dwscale High p99 mixed/alone {rh:.2f} (goal <= 3) {check('isolation high
 print(f"dwscale Low MiB/s mixed/alone {rl:.2f} (goal >= 0.6) {check('isolation low', rl >= 0.6)}")
 print(f"fio     High p99 mixed/alone {med(fio_mix_h) / med(fio_h):.2f}, "
       f"Low MiB/s mixed/alone {med(fio_mix_l) / med(fio_l):.2f}")
+
+# The trade-off the disk itself sets: with Low capped at c ops in flight while High is active,
+# High waits behind at most c Low reads inside the device, and Low cannot do better than it does
+# alone at queue depth c. Printed so that a missed isolation goal can be read against it.
+print("\n-- isolation frontier: Low capped at c in flight while High is active (low_cap)")
+print(f"{'low_cap':>8} {'High p99 mixed/alone':>21} {'Low mixed/alone':>16} {'Low alone at QD c':>18}")
+for cap in (1, 2, 4, 8, 16):
+    hh, ll, la = [], [], []
+    for i in range(max(1, REPEATS // 2)):
+        j, _ = dw("--depth", "32", "--set", f"low_cap={cap}", "--mix",
+                  "high:randread:4k:1,low:read:128k:32")
+        hh.append(job(j, "high")["lat_p99_us"])
+        ll.append(job(j, "low")["mib_s"])
+        j, _ = dw("--depth", str(cap), "--mix", f"low:read:128k:{cap}")
+        la.append(job(j, "low")["mib_s"])
+    print(f"{cap:8d} {med(hh) / med(hp):21.2f} {med(ll) / med(lo):16.2f} "
+          f"{med(la) / med(lo):18.2f}")
 
 print("\n-- starvation: High saturating (4k QD 64 over depth 32), Low 128k QD 4")
 waits = []

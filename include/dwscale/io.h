@@ -85,7 +85,7 @@ typedef struct dw_io_config {
 	unsigned depth;	       /* 0 = by device class; else 1..DW_IO_DEPTH_MAX for every device */
 	unsigned weight[DW_IO_TIERS];	   /* ops served per round: 16, 4, 1 */
 	uint64_t deadline_ns[DW_IO_TIERS]; /* 50 ms, 250 ms, 500 ms */
-	unsigned low_cap;	 /* Low in flight while High is active; 0 = depth/8 (>=1) */
+	unsigned low_cap;	 /* Low in flight while High is active; 0 = depth/32 (>=1) */
 	uint64_t high_linger_ns; /* High counts as active this long after its last op */
 	uint64_t reprobe_ns;	 /* backend re-probe period: 5 min; 0 = never */
 	uint64_t tick_ns;	 /* dispatch thread period: 10 ms */

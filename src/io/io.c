@@ -918,7 +918,7 @@ static const struct {
 			 "Normal op goes first after" },
 	[L_D_LOW] = { "deadline_low_ms", 1, 600000, true, "ms", "Low op goes first after" },
 	[L_LOW_CAP] = { "low_cap", 0, DW_IO_DEPTH_MAX, true, "ops",
-			"Low in flight while High is active (0 = depth/8)" },
+			"Low in flight while High is active (0 = depth/32)" },
 	[L_LINGER] = { "high_linger_ms", 0, 10000, true, "ms",
 		       "High counts as active this long after its last op" },
 	[L_MAX_QUEUED] = { "max_queued", 1, 1000000, true, "ops", "queued ops per device" },

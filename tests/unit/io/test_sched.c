@@ -358,6 +358,31 @@ static void test_low_capped_while_high_active(void **state)
 	dw__sched_close(s);
 }
 
+/* By default Low holds depth / 32 slots (at least one) while High is active. */
+static void test_default_low_cap(void **state)
+{
+	const unsigned depths[] = { 8, 32, 128 }, caps[] = { 1, 1, 4 };
+
+	(void)state;
+	for (unsigned d = 0; d < 3; d++) {
+		struct io_sched_cfg cfg;
+		struct fake_be f;
+		struct io_sched *s;
+
+		fake_init(&f);
+		cfg_init(&cfg, depths[d]);
+		cfg.params.low_cap = 0;
+		assert_int_equal(dw__sched_open(&cfg, &f.be, &s), 0);
+		assert_int_equal(sub(s, DW_IO_HIGH, 0), 0);
+		for (unsigned i = 1; i <= 20; i++)
+			assert_int_equal(sub(s, DW_IO_LOW, i), 0);
+		assert_int_equal(inflight(&f), 1 + caps[d]);
+		drain(s, &f);
+		drain(s, &f);
+		dw__sched_close(s);
+	}
+}
+
 static void test_high_linger(void **state)
 {
 	struct io_sched_cfg cfg;
@@ -703,6 +728,7 @@ int main(void)
 		cmocka_unit_test_setup(test_weights_live_change, setup),
 		cmocka_unit_test_setup(test_deadline_goes_first, setup),
 		cmocka_unit_test_setup(test_low_capped_while_high_active, setup),
+		cmocka_unit_test_setup(test_default_low_cap, setup),
 		cmocka_unit_test_setup(test_high_linger, setup),
 		cmocka_unit_test_setup(test_depth_change_live, setup),
 		cmocka_unit_test_setup(test_switch_drains_and_fails_none, setup),
