@@ -555,7 +555,7 @@ static int cmd_bench(int argc, char **argv)
 	dw_limit_change sets[SETS_MAX];
 	unsigned njobs = 0, ninit = 0, nsets = 0;
 	int c, rc, exit_code = DW_EXIT_ERROR;
-	double elapsed;
+	double elapsed = 0;
 
 	memset(jobs, 0, sizeof(jobs));
 	optind = 1;
