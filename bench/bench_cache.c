@@ -6,6 +6,9 @@
  *
  *   bench_cache TRACE_DIR [--quick | --ratio | --throughput]
  *
+ * BENCH_CACHE_ONLY=name,name,... limits the hit-ratio table to those traces (zipf0.99 and
+ * zipf+scan are names too), for quick comparisons while tuning.
+ *
  * TRACE_DIR holds lirs/NAME.trace.gz (one decimal key per line, '*' lines skipped) and
  * cache2k/NAME.trace.xz (big-endian int32 stream), decompressed through popen("gzip -dc" / "xz
  * -dc"). Each trace is first mapped to dense ids 0..D-1 so the reference policies can be plain
@@ -633,6 +636,27 @@ static double throughput(const struct trace *t, size_t cap, int nthreads, bool l
 	return runs[1];
 }
 
+/* BENCH_CACHE_ONLY unset, or nm in its comma-separated list */
+static bool wanted(const char *nm)
+{
+	const char *only = getenv("BENCH_CACHE_ONLY");
+	size_t len = strlen(nm);
+
+	if (!only || !*only)
+		return true;
+	for (const char *p = only; *p;) {
+		const char *end = strchr(p, ',');
+		size_t n = end ? (size_t)(end - p) : strlen(p);
+
+		if (n == len && strncmp(p, nm, n) == 0)
+			return true;
+		if (!end)
+			break;
+		p = end + 1;
+	}
+	return false;
+}
+
 /* ---- main ------------------------------------------------------------------------------------ */
 
 static const char *lirs_names[] = { "loop",   "multi1", "multi2", "multi3", "sprite", "2_pools",
@@ -666,6 +690,8 @@ int main(int argc, char **argv)
 			const char *nm = pass == 0 ? lirs_names[i] : c2k_names[i];
 			int rc;
 
+			if (!wanted(nm))
+				continue;
 			if ((size_t)snprintf(path, sizeof(path), "%s/%s/%s.trace.%s", argv[1],
 					     pass == 0 ? "lirs" : "cache2k", nm,
 					     pass == 0 ? "gz" : "xz") >= sizeof(path))
@@ -682,6 +708,8 @@ int main(int argc, char **argv)
 		}
 	}
 
+	if (!wanted("zipf0.99"))
+		goto scan;
 	memset(&t, 0, sizeof(t));
 	d = make_synth(&t, "zipf0.99", quick || ratio_only ? 100000 : 1000000,
 		       quick || ratio_only ? 1000000 : 10000000, 0, 0);
@@ -689,7 +717,9 @@ int main(int argc, char **argv)
 		return 1;
 	run_table(&t, (size_t)d);
 	free(t.ids);
-
+scan:
+	if (!wanted("zipf+scan"))
+		goto done;
 	memset(&t, 0, sizeof(t));
 	/* every 100k Zipf requests, a scan of 50k one-time keys (a third of the requests) */
 	d = make_synth(&t, "zipf+scan", 100000, quick ? 1500000 : 6000000, 100000, 50000);
@@ -697,6 +727,7 @@ int main(int argc, char **argv)
 		return 1;
 	run_table(&t, 100000); /* sizes relative to the Zipf key space, not the scan keys */
 	free(t.ids);
+done:
 	printf("cells below LRU: %d of %d\n\n", below_lru, cells);
 	if (ratio_only)
 		return 0;

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
- * BoundedCache: hash table + S3-FIFO queues + ghost, write-through to a dw_store. See cache.h.
+ * BoundedCache: hash table + S3-FIFO queues + ghost, each key placed in S3-FIFO or LRU order as
+ * two sampled shadow caches say pays more; write-through to a dw_store. See cache.h.
  *
  * Structures
  *   - Entries live in one allocation each: header, key bytes, value bytes.
@@ -14,7 +15,7 @@
  *     backward-shift deletion). A hash is "in the ghost" while its sequence is among the last
  *     ghost_cap. It costs 40 bytes per ghost slot (ring 8, set 2 x 16).
  *
- * Eviction: S3-FIFO with four additions (rules 2a, 3a, 5 and 7)
+ * Eviction: S3-FIFO with four additions (rules 2a, 3a, 5 and 7), and a choice of order (rule 8)
  *   1. A new key goes to small, unless its hash is in the ghost as evicted from small: then to
  *      main (to small in recency mode, rule 7).
  *   2. A hit sets freq = min(freq + 1, 3) (an atomic byte).
@@ -40,11 +41,47 @@
  *      the keys hit at a turn are of no use until two sweeps later; moving them to main, and
  *      ghost hits with them, crowded out the recent keys the next turn needs. Main keeps its
  *      entries and its own rule; it shrinks back as small's share falls (rule 5).
+ *   8. Choice of order. The cache runs in one of two modes, S3-FIFO (rules 1-7) or LRU, and
+ *      two shadow caches choose: an S3-FIFO and an LRU of the same code (struct dw_cache, fixed
+ *      mode) that see only a sample of the keys (hash in the lowest SHADOW_TARGET/max_entries of
+ *      the hash space; every key when max_entries <= SHADOW_TARGET) with their capacity scaled
+ *      by the same rate (spatial sampling, as SHARDS). Shadow entries hold the key's hash only.
+ *      Every sampled get is a get in both shadows (a miss inserts, as the put after a miss
+ *      would); sampled puts and deletes are mirrored. After each window of win_len sampled
+ *      gets, LRU's lead (LRU shadow hits minus S3-FIFO hits: the real cache's own hits while it
+ *      is in S3-FIFO mode, so what that mode really delivers counts; the S3-FIFO shadow's while
+ *      in LRU mode) is added to a score that decays by SCORE_DECAY per window; past
+ *      +-SCORE_MARGIN of the gets the score spans, the mode follows its sign. A new cache starts
+ *      in LRU mode. No entry moves at a switch (O(1)):
+ *        - LRU mode: a new key goes to small, a hit (or a put of a present key) moves the entry
+ *          to main's head, and eviction drops the older of the two tails by tick (the counter
+ *          stamped on every put and hit). Both queues are then in tick order, so this is exact
+ *          LRU once the entries placed under S3-FIFO have left; no ghost, no adaptation.
+ *        - Back in S3-FIFO mode, small holds keys not hit since they came, main those hit, and
+ *          freq has counted the hits: the state rules 1-7 expect.
+ *      Why: S3-FIFO alone was up to 2 points under LRU where recency is all (zigzag, where LRU
+ *      is optimal; sprite, 2_pools, cs, orm-busy), and no setting of rules 5 and 7 fixed that
+ *      without losing the scan wins. Starting in LRU mode keeps those traces at LRU (S3-FIFO
+ *      mode would first lose a full zigzag turn before the shadows can tell); traces where
+ *      S3-FIFO wins (scans, loops, Zipf) switch within a window or two. Measured on the 72 cells
+ *      of bench/cache.sh --ratio: cells under LRU 9 -> 2 (worst -2.01 -> -0.07 points, both
+ *      near-ties where the mode flips), at the cost of part of the win on short loop-like traces
+ *      (gli 25 % +37 -> +14, ps 25 % +12 -> +4, multi3 25 % +14 -> +10.5: traces a few loops
+ *      long, where the subset the cache holds when it turns to S3-FIFO is hit later in the loop
+ *      than the one a cold S3-FIFO locks onto) and up to 1 point at 25 % on web07/web12/zipf.
+ *      Limits: the shadows bound entries only; with max_entries = 0 (a byte bound alone) there
+ *      are none and the mode stays S3-FIFO; when the byte bound binds first, they simulate the
+ *      entry bound. delete_prefix and expirations are not mirrored (the shadows only estimate).
+ *      Memory: at most 2 x SHADOW_TARGET entries of ~90 bytes plus their ghosts and indexes
+ *      (under 0.7 MB per cache), reported by the shadow_entries metric.
  *
  * Threads and locking
- *   - lock (a mutex) guards the index, queues, ghost, bounds and small_frac. A hit holds it only
- *     for the lookup, the atomic freq bump, the move to main's head (rule 2a, main entries only;
- *     not in the rwlock build) and the value copy. A writer-preferring rwlock (hits
+ *   - lock (a mutex) guards the index, queues, ghost, bounds, small_frac, the mode and the
+ *     shadows (whose own locks are never taken: they are only reached through their owner, under
+ *     its lock). A hit holds it only for the lookup, the atomic freq bump, the move to main's
+ *     head (rule 2a; rule 8 in LRU mode), a sampled key's two shadow gets (O(1) each) and the
+ *     value copy. The rwlock build cannot relink under a read lock: it has no rule 2a and no
+ *     rule 8 (S3-FIFO mode only). A writer-preferring rwlock (hits
  *     as readers; build with -DDW_CACHE_RWLOCK) measured 1.05 M ops/s on 2 threads against
  *     3.07 M for the mutex in bench/cache.sh: puts on misses serialise anyway, and the rwlock's
  *     own atomic word is as contended as the mutex.
@@ -65,6 +102,8 @@
 #include <sys/random.h>
 
 #include "dwscale/cache.h"
+
+#include "cache_int.h"
 
 /*
  * Tuning. Each value was measured with bench/cache.sh on the shared traces (see the commit
@@ -115,6 +154,44 @@
 #ifndef SMALL_MAX
 #define SMALL_MAX 0.9
 #endif
+/*
+ * Rule 8 (policy choice by shadow simulation); ADAPT_POLICY 0 is the S3-FIFO of rules 1-7 alone.
+ * Values measured with bench/cache.sh --ratio (72 cells; "below" = cells under LRU):
+ *   SHADOW_TARGET: 8192 cost web07/web12/zipf up to 1.7 points (longer windows, later switch).
+ *   WINDOW_MULT 1, SCORE_DECAY 0.97 (a memory of ~33 windows): decay 0.5 with 2x windows
+ *   flipped 20-90 times on zigzag and orm-busy (10 cells below); 0.9 with 8x windows, 10 below.
+ *   SCORE_MARGIN 0.002: 0.005 left cpp 25 % at -0.17; 0.01 to leave LRU cost loop and scan at
+ *   1 % all their gain and web/zipf 25 % 1-1.7 points.
+ *   START_LRU 1: starting in S3-FIFO mode paid one full zigzag turn before the shadows could
+ *   tell (zigzag -0.87 at 25 %, 9 cells below); starting in LRU mode costs the S3-FIFO-friendly
+ *   traces the first window or two (gli 25 % +14 instead of +37: gli is 2 loops long).
+ */
+#ifndef ADAPT_POLICY
+#ifdef DW_CACHE_RWLOCK
+#define ADAPT_POLICY 0 /* LRU mode relinks on hits: needs the mutex */
+#else
+#define ADAPT_POLICY 1
+#endif
+#endif
+#ifndef SHADOW_TARGET
+#define SHADOW_TARGET 2048 /* most entries per shadow (about 100 bytes each, + its ghost) */
+#endif
+#ifndef WINDOW_MULT
+#define WINDOW_MULT 1 /* sampled gets per decision window, x shadow capacity */
+#endif
+#ifndef WINDOW_MIN
+#define WINDOW_MIN 256 /* fewest sampled gets per window (tiny caches) */
+#endif
+#ifndef SCORE_DECAY
+#define SCORE_DECAY 0.97 /* weight of the earlier windows in the score */
+#endif
+#ifndef SCORE_MARGIN
+#define SCORE_MARGIN 0.002 /* hysteresis: share of the gets the score spans */
+#endif
+#ifndef START_LRU
+#define START_LRU 1
+#endif
+#define SAMPLE_BITS	      24
 #define FREQ_MAX	      3	    /* 2-bit frequency counter */
 #define GHOST_UNBOUNDED	      65536 /* ghost length when the count is unbounded (max_bytes only) */
 #define BUCKETS_MIN	      64
@@ -136,12 +213,14 @@ typedef pthread_mutex_t cache_lock_t;
 #endif
 
 enum { Q_SMALL = 0, Q_MAIN = 1 };
+enum { POL_S3 = 0, POL_LRU = 1, POL_ADAPT = 2 }; /* a cache's mode; POL_ADAPT: chosen by rule 8 */
 
 struct entry {
 	struct entry *hnext;	   /* hash chain */
 	struct entry *prev, *next; /* queue links; prev is toward the head (newer) */
 	uint64_t hash;
 	uint64_t born_ns; /* time of the put (or load) */
+	uint64_t tick;	  /* c->tick at the last put or hit: LRU mode's age */
 	size_t klen, vlen;
 	_Atomic unsigned char freq; /* hits, saturating at FREQ_MAX */
 	unsigned char queue;	    /* Q_SMALL or Q_MAIN */
@@ -165,22 +244,32 @@ struct ghost {
 
 struct dw_cache {
 	cache_lock_t lock;
-	struct entry **buckets;	 /* protected by lock */
-	size_t nbuckets;	 /* protected by lock; power of two */
-	size_t max_buckets;	 /* protected by lock */
-	size_t n, bytes;	 /* protected by lock */
-	struct queue q[2];	 /* protected by lock */
-	struct ghost ghost;	 /* protected by lock */
-	size_t max_entries;	 /* protected by lock */
-	size_t max_bytes;	 /* protected by lock */
-	double small_frac;	 /* protected by lock: small's share of the bounds */
-	_Atomic uint64_t ttl_ns; /* 0 = none */
-	uint64_t seed;		 /* immutable */
-	const dw_clock *clock;	 /* immutable */
-	dw_store *store;	 /* immutable, not owned */
-	char *prefix;		 /* immutable */
-	size_t prefix_len;	 /* immutable */
-	char *name;		 /* immutable */
+	struct entry **buckets;	    /* protected by lock */
+	size_t nbuckets;	    /* protected by lock; power of two */
+	size_t max_buckets;	    /* protected by lock */
+	size_t n, bytes;	    /* protected by lock */
+	struct queue q[2];	    /* protected by lock */
+	struct ghost ghost;	    /* protected by lock */
+	size_t max_entries;	    /* protected by lock */
+	size_t max_bytes;	    /* protected by lock */
+	double small_frac;	    /* protected by lock: small's share of the bounds */
+	uint64_t tick;		    /* protected by lock: puts + hits so far */
+	int policy;		    /* protected by lock: POL_ADAPT, or fixed (shadow, pinned) */
+	int mode;		    /* protected by lock: POL_S3 or POL_LRU */
+	struct dw_cache *shadow[2]; /* protected by lock: [POL_S3], [POL_LRU]; NULL if none */
+	uint32_t sample_lim;	    /* protected by lock: sampled if hash >> 40 < this */
+	uint64_t win_gets;	    /* protected by lock: sampled gets in this window */
+	uint64_t win_len;	    /* protected by lock: window length in sampled gets */
+	uint64_t win_hits[2];	    /* protected by lock: shadow hits in this window */
+	double score;		    /* protected by lock: LRU's lead, decayed over windows */
+	uint64_t switches;	    /* protected by lock: mode changes */
+	_Atomic uint64_t ttl_ns;    /* 0 = none */
+	uint64_t seed;		    /* immutable */
+	const dw_clock *clock;	    /* immutable */
+	dw_store *store;	    /* immutable, not owned */
+	char *prefix;		    /* immutable */
+	size_t prefix_len;	    /* immutable */
+	char *name;		    /* immutable */
 	pthread_mutex_t stripes[STRIPES];
 	pthread_rwlock_t wt;
 	_Atomic uint64_t hits, misses, evictions, expirations, inserts, store_errors;
@@ -482,6 +571,29 @@ static void evict_to_bounds(dw_cache *c, const struct entry *keep)
 		struct entry *e = q->tail;
 		unsigned freq;
 
+		if (c->mode == POL_LRU) {
+			/* rule 8: the older of the two tails, by last access */
+			struct entry *s = c->q[Q_SMALL].tail, *m = c->q[Q_MAIN].tail;
+
+			e = !s ? m : !m ? s : s->tick < m->tick ? s : m;
+			if (e == keep && (e == s ? m : s))
+				e = e == s ? m : s;
+			if (atomic_load_explicit(&c->ttl_ns, memory_order_relaxed)) {
+				if (!have_now) {
+					now = dw_clock_now(c->clock);
+					have_now = true;
+				}
+				if (expired(c, e, now)) {
+					entry_drop_any(c, e);
+					atomic_fetch_add_explicit(&c->expirations, 1,
+								  memory_order_relaxed);
+					continue;
+				}
+			}
+			entry_drop_any(c, e);
+			atomic_fetch_add_explicit(&c->evictions, 1, memory_order_relaxed);
+			continue;
+		}
 		if (e == keep && !(from_small && FILL_MAIN && main_under_share(c))) {
 			/*
 			 * The entry this put inserted is never its own victim while the other
@@ -555,6 +667,123 @@ static size_t max_buckets_for(size_t max_entries)
 	return pow2_at_least(max_entries < BUCKETS_MIN ? BUCKETS_MIN : max_entries);
 }
 
+/* ---- policy choice: shadows (rule 8; lock held) --------------------------------------------- */
+
+static void insert_locked(dw_cache *c, struct entry *e);
+
+/* A hit on e: rules 2, 2a and, in LRU mode, 8. */
+static void touch_locked(dw_cache *c, struct entry *e)
+{
+	unsigned f = atomic_load_explicit(&e->freq, memory_order_relaxed);
+
+	if (f < FREQ_MAX)
+		atomic_store_explicit(&e->freq, (unsigned char)(f + 1), memory_order_relaxed);
+	if (!ADAPT_POLICY) {
+		if (MAIN_LRU && e->queue == Q_MAIN && e != c->q[Q_MAIN].head) {
+			queue_unlink(&c->q[Q_MAIN], e);
+			queue_push_head(&c->q[Q_MAIN], e);
+		}
+		return;
+	}
+	e->tick = ++c->tick;
+	if (c->mode == POL_LRU ? e != c->q[Q_MAIN].head
+			       : MAIN_LRU && e->queue == Q_MAIN && e != c->q[Q_MAIN].head) {
+		queue_unlink(&c->q[e->queue], e);
+		e->queue = Q_MAIN;
+		queue_push_head(&c->q[Q_MAIN], e);
+	}
+}
+
+static inline bool sampled(const dw_cache *c, uint64_t h)
+{
+	return (uint32_t)(h >> (64 - SAMPLE_BITS)) < c->sample_lim;
+}
+
+/* A shadow's entries are keyed by the sampled key's hash; no value, no clock. */
+static struct entry **shadow_find(dw_cache *s, uint64_t h, uint64_t *sh)
+{
+	*sh = mix64(h ^ s->seed);
+	return index_find(s, *sh, &h, sizeof(h));
+}
+
+static void shadow_put(dw_cache *s, uint64_t h);
+
+/*
+ * A get seen by a shadow: a hit, or a miss that inserts the key as the put that usually follows
+ * a miss would (the shadows must not depend on what the real cache happened to miss).
+ */
+static bool shadow_get(dw_cache *s, uint64_t h)
+{
+	uint64_t sh;
+	struct entry *e = *shadow_find(s, h, &sh);
+
+	if (!e) {
+		shadow_put(s, h);
+		return false;
+	}
+	touch_locked(s, e);
+	return true;
+}
+
+static void shadow_put(dw_cache *s, uint64_t h)
+{
+	struct entry *e = dw_malloc(sizeof(*e) + sizeof(h));
+
+	if (!e)
+		return; /* the shadow misses one key; the decision is an estimate anyway */
+	memset(e, 0, sizeof(*e));
+	e->hash = mix64(h ^ s->seed);
+	e->klen = sizeof(h);
+	memcpy(e->data, &h, sizeof(h));
+	insert_locked(s, e);
+}
+
+static void shadow_remove(dw_cache *s, uint64_t h)
+{
+	uint64_t sh;
+	struct entry **pp = shadow_find(s, h, &sh);
+
+	if (*pp)
+		entry_drop(s, pp, *pp);
+}
+
+/*
+ * End of a window: LRU's lead over S3-FIFO (in shadow hits) joins the decayed score; the mode
+ * follows the score's sign once it passes the margin either way.
+ */
+static void policy_decide(dw_cache *c)
+{
+	double lead = (double)c->win_hits[POL_LRU] - (double)c->win_hits[POL_S3];
+	/* the score sums about 1 / (1 - SCORE_DECAY) windows */
+	double span = (double)c->win_len / (1.0 - SCORE_DECAY);
+
+	c->score = c->score * SCORE_DECAY + lead;
+	if (c->mode == POL_S3 && c->score > SCORE_MARGIN * span) {
+		c->mode = POL_LRU;
+		c->switches++;
+	} else if (c->mode == POL_LRU && c->score < -SCORE_MARGIN * span) {
+		c->mode = POL_S3;
+		c->switches++;
+	}
+	c->win_gets = 0;
+	c->win_hits[POL_S3] = c->win_hits[POL_LRU] = 0;
+}
+
+static void policy_observe_get(dw_cache *c, uint64_t h, bool hit)
+{
+	if (!c->shadow[0] || !sampled(c, h))
+		return;
+	if (c->mode == POL_S3) {
+		shadow_get(c->shadow[POL_S3], h);
+		c->win_hits[POL_S3] += hit;
+	} else {
+		c->win_hits[POL_S3] += shadow_get(c->shadow[POL_S3], h);
+	}
+	c->win_hits[POL_LRU] += shadow_get(c->shadow[POL_LRU], h);
+	if (++c->win_gets >= c->win_len)
+		policy_decide(c);
+}
+
 /*
  * Insert e (or replace an entry with its key), then evict. Lock held for writing. e's freq and
  * born_ns are set by the caller.
@@ -564,6 +793,12 @@ static void insert_locked(dw_cache *c, struct entry *e)
 	struct entry **pp = index_find(c, e->hash, e->data, e->klen);
 	struct entry *old = *pp;
 
+	if (c->shadow[0] && sampled(c, e->hash)) {
+		shadow_put(c->shadow[POL_S3], e->hash);
+		shadow_put(c->shadow[POL_LRU], e->hash);
+	}
+	if (ADAPT_POLICY)
+		e->tick = ++c->tick;
 	if (old) {
 		/* Replace in place: the new value keeps the old one's queue position and freq. */
 		struct queue *q = &c->q[old->queue];
@@ -587,6 +822,20 @@ static void insert_locked(dw_cache *c, struct entry *e)
 		e->hnext = old->hnext;
 		*pp = e;
 		dw_free(old);
+		if (c->mode == POL_LRU && e != c->q[Q_MAIN].head) {
+			/* rule 8: a put is an access for LRU */
+			queue_unlink(q, e);
+			e->queue = Q_MAIN;
+			queue_push_head(&c->q[Q_MAIN], e);
+		}
+	} else if (c->mode == POL_LRU) {
+		e->queue = Q_SMALL; /* LRU order is kept by tick; see rule 8 */
+		e->hnext = NULL;
+		*pp = e;
+		queue_push_head(&c->q[e->queue], e);
+		c->n++;
+		c->bytes += entry_size(e);
+		index_maybe_grow(c);
 	} else {
 		int tag = ghost_take(&c->ghost, e->hash);
 
@@ -622,6 +871,10 @@ static bool remove_locked(dw_cache *c, uint64_t h, const void *key, size_t klen)
 {
 	struct entry **pp = index_find(c, h, key, klen);
 
+	if (c->shadow[0] && sampled(c, h)) {
+		shadow_remove(c->shadow[POL_S3], h);
+		shadow_remove(c->shadow[POL_LRU], h);
+	}
 	if (!*pp)
 		return false;
 	entry_drop(c, pp, *pp);
@@ -733,7 +986,54 @@ static void lock_destroy(dw_cache *c)
 #endif
 }
 
+static int cache_open(const dw_cache_config *cfg, int policy, dw_cache **out);
+
+/*
+ * The two shadows for a bound of max_entries (rule 8): none if the count is unbounded or the
+ * policy is fixed. *lim is the sampling threshold, *win the window length in sampled gets.
+ */
+static int shadows_make(size_t max_entries, dw_cache *sh[2], uint32_t *lim, uint64_t *win)
+{
+	dw_cache_config cfg;
+	size_t cap = max_entries;
+	int rc = 0;
+
+	sh[0] = sh[1] = NULL;
+	*lim = 0;
+	*win = 0;
+	if (!ADAPT_POLICY || max_entries == 0)
+		return 0;
+	*lim = 1u << SAMPLE_BITS;
+	if (max_entries > SHADOW_TARGET) {
+		cap = SHADOW_TARGET;
+		*lim = (uint32_t)((double)(1u << SAMPLE_BITS) * SHADOW_TARGET /
+				  (double)max_entries);
+		if (*lim == 0)
+			*lim = 1;
+	}
+	*win = (uint64_t)cap * WINDOW_MULT;
+	if (*win < WINDOW_MIN)
+		*win = WINDOW_MIN;
+	dw_cache_config_default(&cfg);
+	cfg.max_entries = cap;
+	cfg.max_bytes = 0;
+	cfg.name = "shadow";
+	for (int i = 0; i < 2 && rc == 0; i++)
+		rc = cache_open(&cfg, i, &sh[i]);
+	if (rc < 0) {
+		dw_cache_close(sh[0]);
+		dw_cache_close(sh[1]);
+		sh[0] = sh[1] = NULL;
+	}
+	return rc;
+}
+
 int dw_cache_open(const dw_cache_config *cfg, dw_cache **out)
+{
+	return cache_open(cfg, POL_ADAPT, out);
+}
+
+static int cache_open(const dw_cache_config *cfg, int policy, dw_cache **out)
 {
 	dw_cache_config def;
 	dw_cache *c = NULL;
@@ -761,6 +1061,8 @@ int dw_cache_open(const dw_cache_config *cfg, dw_cache **out)
 	c->max_entries = cfg->max_entries;
 	c->max_bytes = cfg->max_bytes;
 	c->small_frac = SMALL_PCT / 100.0;
+	c->policy = policy;
+	c->mode = policy == POL_LRU ? POL_LRU : POL_S3;
 	atomic_init(&c->ttl_ns, cfg->ttl_ms * DW_NS_PER_MS);
 	c->clock = cfg->clock;
 	c->store = cfg->store;
@@ -780,6 +1082,13 @@ int dw_cache_open(const dw_cache_config *cfg, dw_cache **out)
 		goto out;
 	if (getrandom(&c->seed, sizeof(c->seed), GRND_NONBLOCK) != sizeof(c->seed))
 		c->seed = mix64(dw_clock_now(NULL) ^ (uintptr_t)c);
+	if (policy == POL_ADAPT) {
+		rc = shadows_make(c->max_entries, c->shadow, &c->sample_lim, &c->win_len);
+		if (rc < 0)
+			goto out;
+		if (START_LRU && c->shadow[0])
+			c->mode = POL_LRU;
+	}
 
 #ifdef DW_CACHE_RWLOCK
 	{
@@ -818,6 +1127,8 @@ out:
 		pthread_rwlock_destroy(&c->wt);
 	if (lock_ok)
 		lock_destroy(c);
+	dw_cache_close(c->shadow[0]);
+	dw_cache_close(c->shadow[1]);
 	ghost_free(&c->ghost);
 	dw_free(c->buckets);
 	dw_free(c->prefix);
@@ -844,6 +1155,8 @@ void dw_cache_close(dw_cache *c)
 		pthread_mutex_destroy(&c->stripes[i]);
 	pthread_rwlock_destroy(&c->wt);
 	lock_destroy(c);
+	dw_cache_close(c->shadow[0]);
+	dw_cache_close(c->shadow[1]);
 	ghost_free(&c->ghost);
 	dw_free(c->buckets);
 	dw_free(c->prefix);
@@ -934,7 +1247,8 @@ out:
 /*
  * Look up in memory. Returns 1 on a hit (value copied out), 0 on a miss, or a negative code.
  */
-static int mem_get(dw_cache *c, uint64_t h, const void *key, size_t klen, void **val, size_t *vlen)
+static int mem_get(dw_cache *c, uint64_t h, const void *key, size_t klen, void **val, size_t *vlen,
+		   bool observe)
 {
 	struct entry *e;
 	bool stale = false;
@@ -952,16 +1266,7 @@ static int mem_get(dw_cache *c, uint64_t h, const void *key, size_t klen, void *
 			if (!copy) {
 				rc = -ENOMEM;
 			} else {
-				unsigned f = atomic_load_explicit(&e->freq, memory_order_relaxed);
-
-				if (f < FREQ_MAX)
-					atomic_store_explicit(&e->freq, (unsigned char)(f + 1),
-							      memory_order_relaxed);
-				if (MAIN_LRU && e->queue == Q_MAIN && e != c->q[Q_MAIN].head) {
-					/* rule 2a */
-					queue_unlink(&c->q[Q_MAIN], e);
-					queue_push_head(&c->q[Q_MAIN], e);
-				}
+				touch_locked(c, e);
 				if (e->vlen)
 					memcpy(copy, e->data + e->klen, e->vlen);
 				*val = copy;
@@ -970,6 +1275,8 @@ static int mem_get(dw_cache *c, uint64_t h, const void *key, size_t klen, void *
 			}
 		}
 	}
+	if (observe && rc >= 0)
+		policy_observe_get(c, h, rc == 1);
 	UNLOCK(c);
 	if (stale) {
 		/* Re-check under the write lock: a put may have refreshed it meanwhile. */
@@ -1000,7 +1307,7 @@ int dw_cache_get(dw_cache *c, const void *key, size_t klen, void **val, size_t *
 	if (!key && klen)
 		return DW_EUSAGE;
 	h = hash_key(c->seed, key, klen);
-	rc = mem_get(c, h, key, klen, val, vlen);
+	rc = mem_get(c, h, key, klen, val, vlen, true);
 	if (rc == 1) {
 		atomic_fetch_add_explicit(&c->hits, 1, memory_order_relaxed);
 		return 0;
@@ -1015,7 +1322,7 @@ int dw_cache_get(dw_cache *c, const void *key, size_t klen, void **val, size_t *
 
 	stripe = stripe_lock(c, h);
 	/* A put of this key may have completed while we waited for the stripe. */
-	rc = mem_get(c, h, key, klen, val, vlen);
+	rc = mem_get(c, h, key, klen, val, vlen, false);
 	if (rc != 0) {
 		rc = rc == 1 ? 0 : rc;
 		goto out;
@@ -1181,11 +1488,33 @@ int dw_cache_delete_prefix(dw_cache *c, const void *prefix, size_t plen)
 static int resize_locked(dw_cache *c, size_t max_entries, size_t max_bytes)
 {
 	if (max_entries != c->max_entries) {
+		dw_cache *sh[2] = { NULL, NULL };
+		uint32_t lim = 0;
+		uint64_t win = 0;
 		struct ghost g;
 		int rc = ghost_init(&g, ghost_cap_for(max_entries));
 
 		if (rc < 0)
 			return rc;
+		if (c->policy == POL_ADAPT) {
+			rc = shadows_make(max_entries, sh, &lim, &win);
+			if (rc < 0) {
+				ghost_free(&g);
+				return rc;
+			}
+			/* new sample, new shadows: they start cold, the mode stays */
+			dw_cache_close(c->shadow[0]);
+			dw_cache_close(c->shadow[1]);
+			c->shadow[0] = sh[0];
+			c->shadow[1] = sh[1];
+			c->sample_lim = lim;
+			c->win_len = win;
+			c->win_gets = 0;
+			c->win_hits[0] = c->win_hits[1] = 0;
+			c->score = 0;
+			if (!sh[0])
+				c->mode = POL_S3;
+		}
 		ghost_free(&c->ghost);
 		c->ghost = g;
 		c->max_buckets = max_buckets_for(max_entries);
@@ -1204,6 +1533,26 @@ int dw_cache_resize(dw_cache *c, size_t max_entries, size_t max_bytes)
 	rc = resize_locked(c, max_entries, max_bytes);
 	UNLOCK(c);
 	return rc;
+}
+
+int dw__cache_pin_order(dw_cache *c, int order)
+{
+	dw_cache *sh[2];
+
+	if (order != DW__CACHE_S3FIFO && order != DW__CACHE_LRU)
+		return DW_EUSAGE;
+	if (order == DW__CACHE_LRU && !ADAPT_POLICY)
+		return DW_EUSAGE; /* the rwlock build cannot relink on hits */
+	LOCK_WR(c);
+	sh[0] = c->shadow[0];
+	sh[1] = c->shadow[1];
+	c->shadow[0] = c->shadow[1] = NULL;
+	c->policy = order == DW__CACHE_LRU ? POL_LRU : POL_S3;
+	c->mode = c->policy;
+	UNLOCK(c);
+	dw_cache_close(sh[0]);
+	dw_cache_close(sh[1]);
+	return 0;
 }
 
 void dw_cache_set_ttl(dw_cache *c, uint64_t ttl_ms)
@@ -1248,8 +1597,10 @@ static int sc_metrics(void *self, dw_metric_fn fn, void *arg)
 {
 	dw_cache *c = self;
 	dw_cache_stats st;
-	size_t small_n, main_n, ghost_n;
+	size_t small_n, main_n, ghost_n, shadow_n = 0;
+	uint64_t switches;
 	double small_frac;
+	int mode;
 	uint64_t lookups;
 	dw_metric m;
 
@@ -1259,6 +1610,12 @@ static int sc_metrics(void *self, dw_metric_fn fn, void *arg)
 	main_n = c->q[Q_MAIN].n;
 	ghost_n = c->ghost.n;
 	small_frac = c->small_frac;
+	mode = c->mode;
+	switches = c->switches;
+	for (int i = 0; i < 2; i++) {
+		if (c->shadow[i])
+			shadow_n += c->shadow[i]->n + c->shadow[i]->ghost.n;
+	}
 	UNLOCK(c);
 	lookups = st.hits + st.misses;
 
@@ -1294,6 +1651,13 @@ static int sc_metrics(void *self, dw_metric_fn fn, void *arg)
 	EMIT("small_share", small_frac, "ratio",
 	     "share of the bounds given to the small (recency) queue; adapts", DW_METRIC_GAUGE);
 	EMIT("ghost_entries", ghost_n, "entries", "evicted key hashes remembered", DW_METRIC_GAUGE);
+	EMIT("policy_lru", mode == POL_LRU, "bool",
+	     "1 while eviction follows LRU order, 0 while S3-FIFO (chosen by the shadows)",
+	     DW_METRIC_GAUGE);
+	EMIT("policy_switches_total", switches, "ops", "changes between S3-FIFO and LRU order",
+	     DW_METRIC_COUNTER);
+	EMIT("shadow_entries", shadow_n, "entries",
+	     "sampled keys and ghosts held by the two policy shadows", DW_METRIC_GAUGE);
 	EMIT("store_errors_total", atomic_load_explicit(&c->store_errors, memory_order_relaxed),
 	     "ops", "failed store calls", DW_METRIC_COUNTER);
 	EMIT("ttl_seconds",

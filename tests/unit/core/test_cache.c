@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 /*
- * BoundedCache: bounds after every operation, S3-FIFO scan resistance, TTL on a fake clock,
+ * BoundedCache: bounds after every operation, the S3-FIFO rules (order pinned), the choice
+ * between LRU and S3-FIFO order by the shadows (tracks LRU on a zigzag, learns to resist scans,
+ * bounded shadow memory), TTL on a fake clock,
  * resize, counters, delete and delete_prefix, reconfigure through the scalable ops (all or
  * nothing), four threads at once (run it under TSan), allocation failure at every step (run it
  * under ASan), and write-through + load-on-miss against a real SQLite store.
@@ -21,6 +23,8 @@
 
 #include "dwscale/cache.h"
 
+#include "core/cache_int.h"
+
 static dw_cache *open_cache(size_t max_entries, size_t max_bytes, const dw_clock *clk,
 			    uint64_t ttl_ms)
 {
@@ -34,6 +38,15 @@ static dw_cache *open_cache(size_t max_entries, size_t max_bytes, const dw_clock
 	cfg.ttl_ms = ttl_ms;
 	assert_int_equal(dw_cache_open(&cfg, &c), 0);
 	assert_non_null(c);
+	return c;
+}
+
+/* The rules of S3-FIFO (1-7 in cache.c), without the shadows' choice of order. */
+static dw_cache *open_s3(size_t max_entries)
+{
+	dw_cache *c = open_cache(max_entries, 0, NULL, 0);
+
+	assert_int_equal(dw__cache_pin_order(c, DW__CACHE_S3FIFO), 0);
 	return c;
 }
 
@@ -203,7 +216,7 @@ static void test_bound_bytes(void **state)
 
 static void test_scan_resistance(void **state)
 {
-	dw_cache *c = open_cache(100, 0, NULL, 0);
+	dw_cache *c = open_s3(100);
 	int kept = 0;
 
 	/* a hot set of 40 keys, each read a few times */
@@ -228,7 +241,7 @@ static void test_scan_resistance(void **state)
 
 static void test_ghost_readmits_to_main(void **state)
 {
-	dw_cache *c = open_cache(20, 0, NULL, 0);
+	dw_cache *c = open_s3(20);
 
 	/* Fill main with hit keys (they move from small to main on eviction) */
 	for (unsigned k = 0; k < 18; k++) {
@@ -253,7 +266,7 @@ static double metric(dw_cache *c, const char *name);
 /* A sweep up and down over 4x the cache (zigzag) is recency-bound: small's share must grow. */
 static void test_small_share_adapts(void **state)
 {
-	dw_cache *c = open_cache(100, 0, NULL, 0);
+	dw_cache *c = open_s3(100);
 	double before = metric(c, "small_share");
 
 	assert_true(before > 0.09 && before < 0.11);
@@ -280,7 +293,7 @@ static void test_small_share_adapts(void **state)
  */
 static void test_main_keeps_lru_order(void **state)
 {
-	dw_cache *c = open_cache(10, 0, NULL, 0);
+	dw_cache *c = open_s3(10);
 	int a1, a5;
 
 	for (unsigned k = 0; k < 10; k++) {
@@ -345,7 +358,7 @@ static void test_recency_mode_tracks_lru(void **state)
 {
 	enum { ROUNDS = 30, PER = 800, WARM = 10 };
 	static unsigned trace[ROUNDS * PER];
-	dw_cache *c = open_cache(100, 0, NULL, 0);
+	dw_cache *c = open_s3(100);
 	unsigned hits = 0, ref;
 
 	for (size_t i = 0; i < ROUNDS * PER; i++) {
@@ -366,6 +379,112 @@ static void test_recency_mode_tracks_lru(void **state)
 	assert_true(metric(c, "small_share") >= 0.35);
 	assert_true((double)hits >= 0.95 * (double)ref);
 	dw_cache_close(c);
+}
+
+/*
+ * Rule 8 on a zigzag, where LRU is optimal: the shadows never see S3-FIFO ahead, so the cache
+ * keeps LRU order and hits exactly what LRU hits (the S3-FIFO rules alone hit fewer; see
+ * test_recency_mode_tracks_lru).
+ */
+static void test_policy_tracks_lru(void **state)
+{
+	enum { ROUNDS = 30, PER = 800 };
+	static unsigned trace[ROUNDS * PER];
+	dw_cache *c = open_cache(100, 0, NULL, 0);
+	unsigned hits = 0, ref;
+
+	for (size_t i = 0; i < ROUNDS * PER; i++) {
+		size_t j = i % PER;
+
+		trace[i] = (unsigned)(j < PER / 2 ? j : PER - 1 - j);
+	}
+	for (size_t i = 0; i < ROUNDS * PER; i++) {
+		if (has_u(c, trace[i]))
+			hits++;
+		else
+			assert_int_equal(put_u(c, trace[i], 1), 0);
+		if (i % 97 == 0)
+			check_bounds(c);
+	}
+	ref = lru_hits(trace, ROUNDS * PER, 100, 0);
+	print_message("zigzag hits: %u, LRU %u, order %s, %g switches\n", hits, ref,
+		      metric(c, "policy_lru") == 1 ? "LRU" : "S3-FIFO",
+		      metric(c, "policy_switches_total"));
+	assert_true(ref > 1000);
+	assert_true(metric(c, "policy_lru") == 1);
+	assert_true(hits >= ref);
+	dw_cache_close(c);
+}
+
+/*
+ * Rule 8 on a hot set read between one-time scans: LRU loses the hot set to every scan, the
+ * S3-FIFO shadow keeps it, so after a round or two the cache turns to S3-FIFO order and the next
+ * scans leave the hot set alone.
+ */
+static void test_policy_learns_scan_resistance(void **state)
+{
+	enum { ROUNDS = 12, HOT = 40, READS = 4, SCAN = 400, PER = HOT * READS + SCAN };
+	static unsigned trace[ROUNDS * PER];
+	dw_cache *c = open_cache(100, 0, NULL, 0);
+	unsigned hits = 0, ref, fresh = 1000, kept = 0;
+	size_t n = 0;
+
+	assert_true(metric(c, "policy_lru") == 1); /* a new cache starts in LRU order */
+	for (unsigned r = 0; r < ROUNDS; r++) {
+		for (unsigned i = 0; i < HOT * READS; i++)
+			trace[n++] = i % HOT;
+		for (unsigned i = 0; i < SCAN; i++)
+			trace[n++] = fresh++;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (has_u(c, trace[i]))
+			hits++;
+		else
+			assert_int_equal(put_u(c, trace[i], 1), 0);
+	}
+	ref = lru_hits(trace, n, 100, 0);
+	print_message("hot set + scans: hits %u, LRU %u, %g switches\n", hits, ref,
+		      metric(c, "policy_switches_total"));
+	assert_true(metric(c, "policy_lru") == 0);
+	assert_true(hits > ref + (ROUNDS / 2) * HOT);
+	/* one more scan: the hot set stays */
+	for (unsigned i = 0; i < SCAN; i++) {
+		if (!has_u(c, fresh + i))
+			assert_int_equal(put_u(c, fresh + i, 1), 0);
+	}
+	for (unsigned k = 0; k < HOT; k++)
+		kept += has_u(c, k);
+	assert_int_equal(kept, HOT);
+	dw_cache_close(c);
+}
+
+/* The shadows are capped whatever the cache's size, and absent without a count bound. */
+static void test_policy_shadow_memory(void **state)
+{
+	dw_cache *c = open_cache(20000, 0, NULL, 0);
+	dw_cache *b = open_cache(0, 1000, NULL, 0);
+	double shadow;
+
+	for (unsigned k = 0; k < 100000; k++) {
+		if (!has_u(c, k % 60000))
+			assert_int_equal(put_u(c, k % 60000, 1), 0);
+	}
+	shadow = metric(c, "shadow_entries");
+	print_message("shadow entries for a cache of 20000: %g\n", shadow);
+	/* two shadows of 2048 entries, each with a ghost of 90 % of that */
+	assert_true(shadow > 0);
+	assert_true(shadow <= 2 * (2048 + 2048 * 0.9 + 1));
+	check_bounds(c);
+	for (unsigned k = 0; k < 100; k++)
+		assert_int_equal(put_u(c, k, 1), 0);
+	assert_true(metric(b, "shadow_entries") == 0);
+	assert_true(metric(b, "policy_lru") == 0);
+	assert_int_equal(dw__cache_pin_order(c, 7), DW_EUSAGE);
+	assert_int_equal(dw__cache_pin_order(c, DW__CACHE_LRU), 0);
+	assert_true(metric(c, "shadow_entries") == 0);
+	assert_true(metric(c, "policy_lru") == 1);
+	dw_cache_close(c);
+	dw_cache_close(b);
 }
 
 static void test_ttl(void **state)
@@ -977,6 +1096,9 @@ int main(void)
 		cmocka_unit_test(test_small_share_adapts),
 		cmocka_unit_test(test_recency_mode_tracks_lru),
 		cmocka_unit_test(test_main_keeps_lru_order),
+		cmocka_unit_test(test_policy_tracks_lru),
+		cmocka_unit_test(test_policy_learns_scan_resistance),
+		cmocka_unit_test(test_policy_shadow_memory),
 		cmocka_unit_test(test_ttl),
 		cmocka_unit_test(test_ttl_eviction_counts_expirations),
 		cmocka_unit_test(test_resize),
