@@ -14,6 +14,12 @@
  *                           ^                                              |
  *                           +------------ free list (recycled) <-----------+
  *
+ * Read-ahead window. Below the cap, the producer runs at most a window ahead of the consumer:
+ * 1 MiB at first, doubled (up to the cap) each time the consumer runs dry after the producer was
+ * held back by the window, halved again after a long calm. A steady stream so cycles a small set
+ * of chunks that stay in the CPU caches; a source with stalls earns the read-ahead that hides
+ * them. The cap is the hard bound; the window only decides how much of it a stream uses.
+ *
  * Memory accounting. "Held" bytes are chunk buffers the stream has allocated: queued, in the
  * consumer's hand, or kept on the stream's free list for reuse (chunks are recycled, not
  * malloc'd per chunk). Each chunk is charged chunk_size bytes against the stream's memory budget

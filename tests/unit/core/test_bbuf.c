@@ -405,6 +405,74 @@ static void test_slow_consumer_never_exceeds_cap(void **state)
 	free(data);
 }
 
+/* A fast in-memory source that stalls for stall_ms every `every` reads (0: never). */
+struct stall_src {
+	const unsigned char *data;
+	size_t size, off;
+	unsigned reads, every, stall_ms;
+};
+
+static ssize_t stall_read(void *ctx, void *buf, size_t len)
+{
+	struct stall_src *s = ctx;
+	size_t n = s->size - s->off < len ? s->size - s->off : len;
+
+	if (s->every && ++s->reads % s->every == 0)
+		sleep_ms(s->stall_ms);
+	memcpy(buf, s->data + s->off, n);
+	s->off += n;
+	return (ssize_t)n;
+}
+
+/* Stream size bytes of src through 64 KiB chunks under a 64 MiB cap, the consumer sleeping
+ * 2 ms every 4 chunks (at most 128 MB/s, slower than the source even under a sanitizer);
+ * returns the stream's peak. */
+static size_t stream_slowly(struct stall_src *ss)
+{
+	dw_membudget *bud = budget_mib(128);
+	dw_source src = { .read = stall_read, .ctx = ss };
+	dw_bbuf_config cfg;
+	const void *chunk;
+	size_t len, n = 0, peak;
+	dw_bbuf *b;
+	int rc, i = 0;
+
+	config(&cfg, bud, 64u << 10, 64u << 20);
+	assert_int_equal(dw_bbuf_open(&cfg, src, &b), 0);
+	while ((rc = dw_bbuf_next(b, &chunk, &len)) == 1) {
+		assert_memory_equal(chunk, ss->data + n, len);
+		n += len;
+		if (++i % 4 == 0)
+			sleep_ms(2);
+	}
+	assert_int_equal(rc, 0);
+	assert_int_equal(n, ss->size);
+	peak = dw_bbuf_peak(b);
+	dw_bbuf_close(b);
+	dw_membudget_close(bud);
+	return peak;
+}
+
+/*
+ * A producer far ahead of a steady consumer holds about the window (1 MiB), not the 64 MiB cap,
+ * so the chunks it fills are still in the cache; a source that stalls grows the window (each
+ * stall the consumer runs dry after the producer was held back) and gets its read-ahead.
+ */
+static void test_window_small_for_steady_grows_for_stalls(void **state)
+{
+	(void)state;
+	size_t size = 40u << 20;
+	unsigned char *data = random_bytes(size, 12);
+	struct stall_src steady = { .data = data, .size = size };
+	struct stall_src stalling = { .data = data, .size = size, .every = 64, .stall_ms = 40 };
+	size_t p1 = stream_slowly(&steady), p2 = stream_slowly(&stalling);
+
+	print_message("peak: steady %zu KiB, stalling %zu KiB\n", p1 >> 10, p2 >> 10);
+	assert_true(p1 <= (8u << 20)); /* 1 MiB window; room for a few doublings on a busy box */
+	assert_true(p2 >= (3u << 19)); /* grew at least once: 1 MiB + a chunk without */
+	free(data);
+}
+
 struct canceler {
 	dw_bbuf *b;
 	unsigned delay_ms;
@@ -827,6 +895,7 @@ int main(void)
 		cmocka_unit_test(test_read_then_next),
 		cmocka_unit_test(test_backpressure_stops_reading),
 		cmocka_unit_test(test_slow_consumer_never_exceeds_cap),
+		cmocka_unit_test(test_window_small_for_steady_grows_for_stalls),
 		cmocka_unit_test(test_cancel_unblocks_full_producer),
 		cmocka_unit_test(test_cancel_blocked_source),
 		cmocka_unit_test(test_nonblocking_pipe),
