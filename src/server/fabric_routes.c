@@ -19,7 +19,8 @@
  *
  * Unlike the agent, a node id that is not configured is kept in the data directory, so a
  * restarted daemon comes back as the same member with a higher generation (an "updated" event
- * for its peers) rather than as a new member while the old one times out.
+ * for its peers) rather than as a new member while the old one times out; the last generation
+ * is kept there too, so it grows even across a restart within the clock's quarter second.
  *
  * Threads and locking: one thread per node runs dw_fabric_udp_run (receive, tick, send) until
  * stop is set; the UDP transport is used by that thread only, except for the join sent before
@@ -48,6 +49,7 @@
 #define NOT_CONFIGURED_HINT "add a [fabric] section with bind and key_file"
 #define INTERVAL_MAX_MS	    (86400ull * 1000) /* the agent's bound: one day */
 #define NODE_ID_FILE	    "fabric.id"
+#define GENERATION_FILE	    "fabric.generation"
 
 struct dw__fabric_node {
 	dw_fabric *f;
@@ -272,6 +274,77 @@ fail:
 	return rc;
 }
 
+/*
+ * The generation must grow across restarts, or peers take the restarted node for the old one.
+ * The agent uses quarter seconds since 2025, which a restart within the same quarter second (or
+ * after the wall clock stepped back) would repeat; serve has a data directory, so it also keeps
+ * the last generation it used in DATA/fabric.generation and takes the larger of the clock's and
+ * that one plus one. Written through a temporary file, fsync'ed and renamed into place.
+ */
+static int generation_next(const char *data_dir, uint32_t *gen, char *err, size_t errlen)
+{
+	char path[PATH_MAX], tmp[PATH_MAX + 32], buf[32], *end;
+	uint64_t w = dw_clock_wall(NULL) / (DW_NS_PER_SEC / 4);
+	uint32_t g = (uint32_t)(w - 1735689600ULL * 4);
+	ssize_t n;
+	size_t len;
+	int fd, rc;
+
+	if (snprintf(path, sizeof(path), "%s/%s", data_dir, GENERATION_FILE) >= (int)sizeof(path) ||
+	    snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid()) >= (int)sizeof(tmp)) {
+		snprintf(err, errlen, "data directory path is too long");
+		return -ENAMETOOLONG;
+	}
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd >= 0) {
+		n = read(fd, buf, sizeof(buf) - 1);
+		close(fd);
+		if (n > 0) {
+			unsigned long long last;
+
+			buf[n] = '\0';
+			errno = 0;
+			last = strtoull(buf, &end, 10);
+			/* a damaged file only loses its protection against a clock step */
+			if (!errno && end != buf && (*end == '\n' || !*end) && last < UINT32_MAX &&
+			    last + 1 > g)
+				g = (uint32_t)last + 1;
+		}
+	} else if (errno != ENOENT) {
+		rc = -errno;
+		snprintf(err, errlen, "cannot read %s: %s", path, dw_strerror(rc));
+		return rc;
+	}
+	len = (size_t)snprintf(buf, sizeof(buf), "%" PRIu32 "\n", g);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0) {
+		rc = -errno;
+		goto fail;
+	}
+	if (write(fd, buf, len) != (ssize_t)len || fsync(fd) < 0) {
+		rc = errno ? -errno : -EIO;
+		close(fd);
+		unlink(tmp);
+		goto fail;
+	}
+	close(fd);
+	if (rename(tmp, path) < 0) {
+		rc = -errno;
+		unlink(tmp);
+		goto fail;
+	}
+	fd = open(data_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd >= 0) {
+		fsync(fd);
+		close(fd);
+	}
+	*gen = g;
+	return 0;
+fail:
+	snprintf(err, errlen, "cannot write %s: %s", path, dw_strerror(rc));
+	return rc;
+}
+
 /* ---- the node ------------------------------------------------------------------------------ */
 
 static void on_event(void *arg, const dw_fabric_event *ev)
@@ -326,13 +399,9 @@ int dw__fabric_start(struct dw__fabric_opts *o, const char *data_dir, dw_registr
 		if (rc < 0)
 			goto fail;
 	}
-	{
-		/* a restart always gets a higher generation: quarter seconds since 2025, as the
-		 * agent's */
-		uint64_t w = dw_clock_wall(NULL) / (DW_NS_PER_SEC / 4);
-
-		fc->generation = (uint32_t)(w - 1735689600ULL * 4);
-	}
+	rc = generation_next(data_dir, &fc->generation, err, errlen);
+	if (rc < 0)
+		goto fail;
 	fc->seed = fc->node_id ^ fc->generation;
 	rc = dw_fabric_udp_open(&fc->addr, 0, fc->seed, &n->u);
 	if (rc < 0) {
