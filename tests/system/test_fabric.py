@@ -186,6 +186,19 @@ def test_sim_detection_and_loss(dwscale_bin):
         assert 45.0 <= d["min"] and d["max"] <= 52.5, (topo, r)
 
 
+def test_sim_messages_match_formula(dwscale_bin):
+    # messages per node per interval, by role, within 5 % of the topology's formula (Mesh: 2(N-1)
+    # sent and received; Star: hub 2(N-1), leaf 2; Federated: leader 2(group-1) + 2(leaders-1),
+    # member 2); Federated on the default limits, 100 groups of about 20
+    for topo, n in (("mesh", 100), ("star", 300), ("federated", 2000)):
+        r = sim(dwscale_bin, "--nodes", str(n), "--topology", topo, "--seconds", "300")
+        roles = r["per_node_per_interval"]
+        assert roles, (topo, r)
+        for role, m in roles.items():
+            f = m["formula_messages"]
+            assert f > 0 and abs(m["messages"] - f) <= 0.05 * f, (topo, role, m)
+
+
 def test_sim_usage_errors(dwscale_bin):
     r = run(dwscale_bin, "fabric", "sim", "--nodes", "3", "--kill", "4")
     assert r.returncode == 2

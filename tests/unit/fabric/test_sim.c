@@ -152,6 +152,15 @@ static void test_messages_match_formula(void **state)
 		    r.msgs_leader < 1.05 * r.expect_leader);
 	assert_true(r.msgs_member > 0.95 * r.expect_member &&
 		    r.msgs_member < 1.05 * r.expect_member);
+
+	/* the default limits (100 groups) at 2,000 nodes: leaders carry ~100 groups of ~20 */
+	base(&c, DW_FABRIC_FEDERATED, 2000, 300);
+	run(&c, &r);
+	assert_true(r.expect_leader > 200);
+	assert_true(r.msgs_leader > 0.95 * r.expect_leader &&
+		    r.msgs_leader < 1.05 * r.expect_leader);
+	assert_true(r.msgs_member > 0.95 * r.expect_member &&
+		    r.msgs_member < 1.05 * r.expect_member);
 }
 
 static void test_restart_rejoins(void **state)
@@ -229,6 +238,35 @@ static void test_growth_switches(void **state)
 	assert_true(r.final_alive_views_agree);
 }
 
+/*
+ * The issue's growth: one node to 1,000, one join a second. Mesh is capped low so the run stays
+ * cheap (a 400-node Mesh costs N^2 messages a round); Star and Federated keep their default
+ * maxima, and Star leaves at 300 for Federated. Each switch must land exactly on its threshold
+ * (the coordinator admits every join in Mesh and Star, so it counts exactly), and the 1,000 nodes
+ * end in one Federated cluster that every node counts whole.
+ */
+static void test_growth_to_1000(void **state)
+{
+	dw_fabric_sim_config c;
+	dw_fabric_sim_result r;
+
+	(void)state;
+	base(&c, DW_FABRIC_MESH, 1, 1300);
+	c.limits.mesh_max = 50;
+	c.limits.mesh_switch_at = 40;
+	c.limits.star_switch_at = 300;
+	c.grow_to = 1000;
+	run(&c, &r);
+	assert_int_equal(r.false_removals, 0);
+	assert_int_equal(r.switches, 2);
+	assert_string_equal(r.switch_log, "mesh->star@40 star->federated@300");
+	assert_int_equal(r.final_topology, DW_FABRIC_FEDERATED);
+	assert_int_equal(r.final_nodes, 1000);
+	assert_int_equal(r.final_size_min, 1000);
+	assert_int_equal(r.final_size_max, 1000);
+	assert_true(r.final_alive_views_agree);
+}
+
 static void test_growth_recommend(void **state)
 {
 	dw_fabric_sim_config c;
@@ -294,6 +332,7 @@ int main(void)
 		cmocka_unit_test(test_restart_rejoins),
 		cmocka_unit_test(test_pause),
 		cmocka_unit_test(test_growth_switches),
+		cmocka_unit_test(test_growth_to_1000),
 		cmocka_unit_test(test_growth_recommend),
 		cmocka_unit_test(test_same_seed_same_hash),
 		cmocka_unit_test(test_bad_config),
