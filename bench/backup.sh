@@ -5,6 +5,8 @@
 #   small  ~100k small files, ~500 MB (half random bytes, half text, so compression matters)
 #   large  a few large files, ~1 GiB
 # For each tool and tree: full backup, no-change incremental, restore into an empty directory;
+# dwscale twice: through its I/O scheduler at Low priority (the default) and with
+# --no-io-scheduler, to show what the scheduler costs;
 # median wall time of RUNS runs (each run on a fresh repository), peak RSS of the process.
 # Ratios are dwscale / the faster peer for times and the smaller peer for RSS (lower is
 # better), peer / dwscale for restore throughput (higher is better). Finally, four sources at
@@ -88,8 +90,12 @@ def timed(cmd, cwd=None):
 class Tool:
     def __init__(self, name):
         self.name = name
+    def plain(self):
+        # dwscale goes through its I/O scheduler at Low priority by default (as in a node);
+        # "dwscale-plain" measures what the scheduler costs
+        return ["--no-io-scheduler"] if self.name == "dwscale-plain" else []
     def init(self, repo):
-        if self.name == "dwscale":
+        if self.name.startswith("dwscale"):
             cmd = [DW, "backup", "init", repo]
         elif self.name == "restic":
             cmd = ["restic", "init", "--repo", repo, "--repository-version", "2"]
@@ -97,15 +103,16 @@ class Tool:
             cmd = ["borg", "init", "-e", "none", repo]
         subprocess.run(cmd, env=ENV, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     def backup(self, repo, src, n):
-        if self.name == "dwscale":
-            return timed([DW, "backup", "create", src, "--repo", repo])
+        if self.name.startswith("dwscale"):
+            return timed([DW, "backup", "create", src, "--repo", repo] + self.plain())
         if self.name == "restic":
             return timed(["restic", "-r", repo, "backup", "--compression", "auto", "-q", src])
         return timed(["borg", "create", "--compression", "zstd,3", "%s::b%d" % (repo, n), src])
     def restore(self, repo, target, n):
         os.makedirs(target)
-        if self.name == "dwscale":
-            return timed([DW, "backup", "restore", "latest", "--repo", repo, "--target", target])
+        if self.name.startswith("dwscale"):
+            return timed([DW, "backup", "restore", "latest", "--repo", repo, "--target", target]
+                         + self.plain())
         if self.name == "restic":
             return timed(["restic", "-r", repo, "restore", "latest", "--target", target, "-q"])
         return timed(["borg", "extract", "%s::b%d" % (repo, n)], cwd=target)
@@ -117,7 +124,7 @@ def bench_tree(label, src):
     size = du(src)
     print("\n== %s tree: %d MB in %s" % (label, size // 1_000_000, src), flush=True)
     res = {}
-    for name in ("dwscale", "restic", "borg"):
+    for name in ("dwscale", "dwscale-plain", "restic", "borg"):
         tool = Tool(name)
         full, inc, rest, rss, stored = [], [], [], [], 0
         for r in range(RUNS):
@@ -132,7 +139,7 @@ def bench_tree(label, src):
         res[name] = dict(full=statistics.median(full), inc=statistics.median(inc),
                          restore=statistics.median(rest), rss=max(rss), stored=stored)
         x = res[name]
-        print("%-8s full %7.2f s  no-change incr %6.2f s  restore %7.2f s (%6.1f MB/s)  "
+        print("%-13s full %7.2f s  no-change incr %6.2f s  restore %7.2f s (%6.1f MB/s)  "
               "peak RSS %7.1f MiB  repo %7.1f MB" % (name, x["full"], x["inc"], x["restore"],
               size / x["restore"] / 1e6, x["rss"] / 1024, x["stored"] / 1e6), flush=True)
     d = res["dwscale"]
@@ -141,6 +148,9 @@ def bench_tree(label, src):
     print("  full %.2f   no-change incremental %.2f   restore throughput %.2f   peak RSS %.2f" % (
         d["full"] / best("full"), d["inc"] / best("inc"), best("restore") / d["restore"],
         d["rss"] / best("rss")))
+    p = res["dwscale-plain"]
+    print("  I/O scheduler cost (dwscale / dwscale --no-io-scheduler): full %.2f   restore %.2f" % (
+        d["full"] / p["full"], d["restore"] / p["restore"]))
     return res
 
 def bench_adaptive(src_root):

@@ -42,6 +42,7 @@ extern "C" {
 #define DW_BACKUP_HARDLINK_MAX	(1u << 20) /* inodes with several links remembered */
 
 typedef struct dw_backup_repo dw_backup_repo;
+struct dw_io; /* include/dwscale/io.h */
 
 typedef enum dw_backup_type {
 	DW_BACKUP_AUTO = 0, /* incremental when the source has a backup, else full */
@@ -141,6 +142,14 @@ typedef struct dw_backup_create_opts {
 	uint32_t checkpoint_ms;
 	dw_backup_checkpoint_fn checkpoint; /* called after each one (arg is o->arg) */
 	bool no_resume; /* start over even where a killed create of the source left a checkpoint */
+	/*
+	 * The node's filesystem I/O manager, or NULL for plain I/O. With one, source file reads
+	 * and pack writes and fsyncs go through it at DW_IO_LOW with caller id "backup" (so they
+	 * yield to High and Normal work and count against that caller's quota); reads are queued
+	 * ahead, several at once. DW_ESHED (backpressure) makes the create wait and retry; another
+	 * refusal (DW_EQUOTA) fails it.
+	 */
+	struct dw_io *io;
 } dw_backup_create_opts;
 
 void dw_backup_create_opts_default(dw_backup_create_opts *o);
@@ -164,6 +173,7 @@ typedef struct dw_backup_restore_opts {
 	dw_backup_warn_fn warn; /* entries that could not be restored */
 	void *arg;
 	unsigned threads; /* file writer threads, 0 = 1 (see restore.c) */
+	struct dw_io *io; /* NULL = plain I/O; else pack reads at DW_IO_LOW, caller "backup" */
 } dw_backup_restore_opts;
 
 void dw_backup_restore_opts_default(dw_backup_restore_opts *o);
@@ -373,6 +383,7 @@ typedef struct dw_backup_mgr_config {
 	uint64_t checkpoint_bytes;	   /* default 64 MiB */
 	uint64_t checkpoint_ms;		   /* default 5000 */
 	unsigned queue_max;		   /* queued + running jobs, default 256 */
+	struct dw_io *io; /* the node's I/O manager for every job's I/O (Low); NULL = plain */
 } dw_backup_mgr_config;
 
 void dw_backup_mgr_config_default(dw_backup_mgr_config *cfg);

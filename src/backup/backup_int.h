@@ -16,6 +16,9 @@
 #include <sys/types.h>
 
 #include "dwscale/backup.h"
+#include "dwscale/io.h"
+
+#define DW__IO_CALLER "backup" /* the I/O manager's quota id for backup I/O */
 
 #define DW__SHA_LEN	 32
 #define DW__PATH_MAX	 4096
@@ -196,19 +199,32 @@ void dw__mheader_free(struct dw__mheader *h);
 #define DW__PACK_HDR	16
 #define DW__PACK_MAX_NO 99999999u
 
-/* Appends blocks to REPO/packs/<id>/<n>.pack, starting a new pack past pack_size. */
+/*
+ * Appends blocks to REPO/packs/<id>/<n>.pack, starting a new pack past pack_size. Appends are
+ * gathered in a buffer of DW__PW_BUF bytes and written in one pwrite (through the I/O manager at
+ * DW_IO_LOW when one is set), so small blocks do not cost one system call or one scheduled op
+ * each.
+ */
+#define DW__PW_BUF (1u << 20)
 struct dw__pwriter {
 	int dirfd; /* packs/<id> */
 	int fd;
 	uint32_t pack_no;
-	uint64_t off;
+	uint64_t off; /* logical end of the open pack (buffered bytes included) */
 	uint64_t pack_size;
-	uint64_t bytes; /* total written */
+	uint64_t bytes; /* total appended */
 	bool fsync;
+	dw_io *io;	 /* NULL = plain pwrite/fsync */
+	dw_io_file *iof; /* fd on the I/O manager */
+	uint8_t *wbuf;	 /* DW__PW_BUF bytes not yet written, ending at off */
+	size_t wlen;
 };
 
+/* io may be NULL. */
 int dw__pw_open(struct dw__pwriter *p, int repofd, const char *id, uint64_t pack_size,
-		bool do_fsync);
+		bool do_fsync, dw_io *io);
+/* Write out the buffer and (with fsync) fsync the open pack and the directory. */
+int dw__pw_sync(struct dw__pwriter *p);
 int dw__pw_append(struct dw__pwriter *p, const void *data, uint32_t len, uint32_t *pack,
 		  uint64_t *off);
 /* fsync the last pack and the directory. */
@@ -219,7 +235,8 @@ int dw__pw_finish(struct dw__pwriter *p);
  * shorter than the checkpoint says.
  */
 int dw__pw_resume(struct dw__pwriter *p, int repofd, const char *id, uint64_t pack_size,
-		  bool do_fsync, uint32_t pack_no, uint64_t off, uint64_t bytes, bool open);
+		  bool do_fsync, dw_io *io, uint32_t pack_no, uint64_t off, uint64_t bytes,
+		  bool open);
 void dw__pw_close(struct dw__pwriter *p);
 
 /* Reads blocks of the packs of one chain; keeps a few packs open. */
@@ -239,6 +256,8 @@ struct dw__preader {
 	void *dctx; /* ZSTD_DCtx */
 	uint8_t *cbuf;
 	size_t ccap;
+	dw_io *io; /* NULL = plain pread; else reads at DW_IO_LOW */
+	dw_io_file *iof[DW__PR_SLOTS];
 };
 
 int dw__pr_open(struct dw__preader *p, int repofd, char (*chain)[DW_BACKUP_ID_MAX],

@@ -49,9 +49,20 @@
 #define DIR_NAMES_MAX  (64u << 20) /* bytes of names of one directory */
 
 enum { IT_ENTRY, IT_BLOCK, IT_COPY, IT_END };
-enum { S_FREE, S_FILLED, S_WORKING, S_DONE };
+enum { S_FREE, S_READING, S_FILLED, S_WORKING, S_DONE };
+
+/*
+ * A source file read through the I/O manager: shared by its pending reads and by its E slot;
+ * the last one to let go closes it (possibly on the I/O manager's thread).
+ */
+struct rfile {
+	int fd;
+	dw_io_file *f;
+	_Atomic unsigned refs;
+};
 
 struct slot {
+	struct job *j;
 	int kind;
 	int state;
 	struct dw__entry *ent;
@@ -67,7 +78,11 @@ struct slot {
 	uint8_t sha[DW__SHA_LEN];
 	struct dw__file_end fe;
 	bool fe_copy;
-	dw_backup_stats rs; /* the reader's counters when it published this slot */
+	dw_backup_stats rs;    /* the reader's counters when it published this slot */
+	int rerr;	       /* IT_BLOCK read through the I/O manager: its error */
+	bool fe_commit;	       /* IT_END: size and flags are the committer's count */
+	struct rfile *rf;      /* IT_END through the I/O manager: released when committed */
+	struct rfile *rf_read; /* the file of a pending read */
 };
 
 struct hl_ent {
@@ -101,6 +116,7 @@ struct job {
 	bool reader_done;	   /* protected by mu */
 	bool stop;		   /* protected by mu */
 	int err;		   /* protected by mu: first fatal error */
+	unsigned inflight;	   /* protected by mu: reads queued on the I/O manager */
 	dw_backup_stats rstats;	   /* protected by mu: the reader's counters */
 
 	/* reader only */
@@ -124,10 +140,12 @@ struct job {
 	const char *id;
 	const char *source;
 	const char *parent;
-	char *cur_path;	   /* path of the last entry committed */
-	uint64_t ck_bytes; /* bytes read at the last checkpoint */
-	uint64_t ck_ns;	   /* when it was taken */
-	bool ck_dirty;	   /* entries committed since */
+	char *cur_path;	     /* path of the last entry committed */
+	uint64_t ck_bytes;   /* bytes read at the last checkpoint */
+	uint64_t ck_ns;	     /* when it was taken */
+	bool ck_dirty;	     /* entries committed since */
+	uint64_t file_bytes; /* bytes of the current file's blocks */
+	bool file_err;	     /* a read of the current file failed */
 };
 
 void dw_backup_create_opts_default(dw_backup_create_opts *o)
@@ -167,8 +185,9 @@ static struct slot *slot_get(struct job *j)
 		s = &j->slots[j->head % j->nslots];
 	pthread_mutex_unlock(&j->mu);
 	if (s) {
-		s->has_parent = s->reuse = s->fe_copy = false;
+		s->has_parent = s->reuse = s->fe_copy = s->fe_commit = false;
 		s->len = 0;
+		s->rerr = 0;
 	}
 	return s;
 }
@@ -472,6 +491,149 @@ static int read_file(struct job *j, int fd, bool pmatch, const char *path)
 	return slot_publish(j, s, IT_END);
 }
 
+static void rfile_put(struct rfile *rf)
+{
+	if (atomic_fetch_sub_explicit(&rf->refs, 1, memory_order_acq_rel) == 1) {
+		dw_io_file_close(rf->f);
+		close(rf->fd);
+		dw_free(rf);
+	}
+}
+
+/* Completion of a read through the I/O manager (on its thread): the slot goes to the workers. */
+static void read_done(void *arg, int res)
+{
+	struct slot *s = arg;
+	struct job *j = s->j;
+	struct rfile *rf = s->rf_read;
+
+	pthread_mutex_lock(&j->mu);
+	s->rerr = res < 0 ? res : 0;
+	s->len = res > 0 ? (uint32_t)res : 0;
+	s->state = S_FILLED;
+	j->inflight--;
+	pthread_cond_broadcast(&j->cv_work);
+	pthread_cond_broadcast(&j->cv_done);
+	pthread_mutex_unlock(&j->mu);
+	rfile_put(rf);
+}
+
+/* Publish a block slot whose read is about to be queued. */
+static int slot_publish_reading(struct job *j, struct slot *s)
+{
+	int rc = 0;
+
+	s->kind = IT_BLOCK;
+	pthread_mutex_lock(&j->mu);
+	if (j->stop) {
+		rc = j->err ? j->err : DW_ECANCELED;
+	} else {
+		s->state = S_READING;
+		s->rs = j->rs;
+		j->head++;
+		j->inflight++;
+	}
+	pthread_mutex_unlock(&j->mu);
+	return rc;
+}
+
+/*
+ * Read a changed file through the I/O manager at DW_IO_LOW: one read per block, queued without
+ * waiting, so that the reads of several blocks and files are in flight at once and the
+ * scheduler's latency is not paid file after file. Owns fd. The file's E slot gets the size
+ * and flags from the committer, which sees the results in order.
+ */
+static int read_file_io(struct job *j, int fd, uint64_t size, bool pmatch)
+{
+	struct pcur *pc = &j->pc;
+	bool pblocks = pmatch && pc->type == DW__REC_FILE;
+	struct rfile *rf = dw_malloc(sizeof(*rf));
+	uint64_t off = 0;
+	struct slot *s;
+	int rc;
+
+	if (!rf) {
+		close(fd);
+		return -ENOMEM;
+	}
+	rf->fd = fd;
+	rf->f = NULL;
+	atomic_init(&rf->refs, 1);
+	rc = dw_io_file_attach(j->o->io, fd, &rf->f);
+	if (rc < 0)
+		goto out;
+	if (pblocks) {
+		rc = pc_next(pc);
+		if (rc < 0)
+			goto out;
+	}
+	while (off < size) {
+		uint32_t want = size - off < j->block_size ? (uint32_t)(size - off) : j->block_size;
+		dw_io_req req = { .file = rf->f,
+				  .op = DW_IO_OP_READ,
+				  .tier = DW_IO_LOW,
+				  .len = want,
+				  .off = off,
+				  .caller = DW__IO_CALLER };
+
+		rc = stopped(j);
+		if (rc < 0)
+			goto out;
+		s = slot_get(j);
+		if (!s) {
+			rc = stopped(j);
+			goto out;
+		}
+		if (pblocks && pc->type == DW__REC_BLOCK) {
+			s->has_parent = true;
+			s->pref = pc->b;
+			rc = pc_next(pc);
+			if (rc < 0)
+				goto out;
+		}
+		j->rs.bytes_read += want;
+		atomic_fetch_add_explicit(&rf->refs, 1, memory_order_relaxed);
+		s->rf_read = rf;
+		rc = slot_publish_reading(j, s);
+		if (rc < 0) {
+			rfile_put(rf);
+			goto out;
+		}
+		req.buf = s->buf;
+		while ((rc = dw_io_submit(&req, read_done, s)) == DW_ESHED && stopped(j) == 0)
+			usleep(2000); /* the device is saturated: Low work waits its turn */
+		if (rc < 0) {
+			read_done(s, rc); /* completes the slot; the job stops with rc */
+			goto out;
+		}
+		off += want;
+	}
+	if (pblocks) {
+		while (pc->type == DW__REC_BLOCK) {
+			rc = pc_next(pc);
+			if (rc < 0)
+				goto out;
+		}
+	}
+	s = slot_get(j);
+	if (!s) {
+		rc = stopped(j);
+		goto out;
+	}
+	s->fe_commit = true;
+	j->rs.bytes_total += size;
+	s->rf = rf;
+	rc = slot_publish(j, s, IT_END);
+	if (rc < 0)
+		s->rf = NULL; /* not published: still ours */
+	else
+		rf = NULL; /* the E slot holds it now */
+out:
+	if (rf)
+		rfile_put(rf);
+	return rc;
+}
+
 static int walk_dir(struct job *j, int dfd, size_t plen, int depth);
 
 /*
@@ -572,12 +734,17 @@ static int visit(struct job *j, int dfd, const char *name, size_t plen, int dept
 			warn(j, path, -errno);
 			goto out;
 		}
+		j->rs.files++;
+		j->rs.files_changed++;
 		rc = emit_entry(j, e);
 		if (rc < 0)
 			goto out;
-		j->rs.files++;
-		j->rs.files_changed++;
-		rc = read_file(j, fd, pmatch, path);
+		if (j->o->io) {
+			rc = read_file_io(j, fd, (uint64_t)st.st_size, pmatch);
+			fd = -1; /* read_file_io owns it */
+		} else {
+			rc = read_file(j, fd, pmatch, path);
+		}
 	} else {
 		fill_entry(e, DW__REC_SPECIAL, path, &st);
 		j->rs.specials++;
@@ -766,7 +933,9 @@ static void *worker_main(void *arg)
 		struct slot *s;
 		int rc;
 
-		while (!j->stop && j->work == j->head && !j->reader_done)
+		while (!j->stop &&
+		       (j->work == j->head ? !j->reader_done
+					   : j->slots[j->work % j->nslots].state == S_READING))
 			pthread_cond_wait(&j->cv_work, &j->mu);
 		if (j->stop || (j->work == j->head && j->reader_done))
 			break;
@@ -777,9 +946,11 @@ static void *worker_main(void *arg)
 		s->state = S_WORKING;
 		pthread_mutex_unlock(&j->mu);
 
-		rc = dw__sha256(s->buf, s->len, s->sha);
-		if (rc == 0 && s->has_parent && s->pref.ulen == s->len &&
-		    memcmp(s->pref.sha, s->sha, DW__SHA_LEN) == 0) {
+		rc = s->len ? dw__sha256(s->buf, s->len, s->sha) : 0;
+		if (s->len == 0) {
+			s->reuse = false; /* a failed or empty read: the committer skips it */
+		} else if (rc == 0 && s->has_parent && s->pref.ulen == s->len &&
+			   memcmp(s->pref.sha, s->sha, DW__SHA_LEN) == 0) {
 			s->reuse = true;
 		} else if (rc == 0) {
 			size_t c =
@@ -822,11 +993,30 @@ static int commit_slot(struct job *j, struct slot *s)
 		if (s->ent->kind == DW__REC_FILE &&
 		    EVP_DigestInit_ex(j->fsha, EVP_sha256(), NULL) != 1)
 			return DW_EBACKEND;
+		j->file_bytes = 0;
+		j->file_err = false;
 		return dw__mw_entry(&j->mw, s->ent);
 	case IT_COPY:
 		j->cs.blocks_reused++;
 		return dw__mw_block(&j->mw, &s->pref);
 	case IT_BLOCK:
+		if (s->rerr < 0 && !j->file_err) {
+			char q[512];
+
+			/* a read through the I/O manager failed: reported like read_file does */
+			j->cs.unreadable++;
+			dw_log(DW_LOG_WARN, "backup", "unreadable", "path=%s err=%s",
+			       dw_log_quote(j->cur_path, q, sizeof(q)), dw_err_name(s->rerr));
+			if (j->o->warn)
+				j->o->warn(j->o->arg, j->cur_path, s->rerr);
+		}
+		if (s->rerr < 0 || j->file_err) {
+			j->file_err = true; /* the file ends at its last good block */
+			return 0;
+		}
+		if (s->len == 0)
+			return 0; /* past the end of a file that shrank */
+		j->file_bytes += s->len;
 		if (s->reuse) {
 			b = s->pref;
 			j->cs.blocks_reused++;
@@ -847,6 +1037,14 @@ static int commit_slot(struct job *j, struct slot *s)
 			return DW_EBACKEND;
 		return dw__mw_block(&j->mw, &b);
 	case IT_END:
+		if (s->rf) {
+			rfile_put(s->rf); /* every read of it is committed */
+			s->rf = NULL;
+		}
+		if (s->fe_commit) {
+			s->fe.size = j->file_bytes;
+			s->fe.flags = j->file_err ? DW__FILE_PARTIAL : 0;
+		}
 		if (!s->fe_copy) {
 			unsigned int n = 0;
 
@@ -862,6 +1060,7 @@ static int commit_slot(struct job *j, struct slot *s)
 static void merged_stats(struct job *j, const dw_backup_stats *r, dw_backup_stats *out)
 {
 	*out = *r;
+	out->unreadable += j->cs.unreadable;
 	out->blocks_new = j->cs.blocks_new;
 	out->blocks_reused = j->cs.blocks_reused;
 	out->bytes_stored = j->pw.bytes + j->mw.written;
@@ -896,19 +1095,19 @@ static int checkpoint(struct job *j, const dw_backup_stats *rs, uint64_t now)
 	snprintf(ck.parent, sizeof(ck.parent), "%s", j->parent);
 	ck.type = j->full ? DW_BACKUP_FULL : DW_BACKUP_INCREMENTAL;
 	rc = dw__mw_sync(&j->mw, &ck.mlen, ck.msha);
+	if (rc == 0)
+		rc = dw__pw_sync(&j->pw);
 	if (rc < 0)
 		return rc;
-	if (j->o->fsync) {
-		if ((j->pw.fd >= 0 && fsync(j->pw.fd) < 0) || fsync(j->pw.dirfd) < 0 ||
-		    fsync(j->mw.fd) < 0)
-			return -errno;
-	}
+	if (j->o->fsync && fsync(j->mw.fd) < 0)
+		return -errno;
 	ck.pack_no = j->pw.pack_no;
 	ck.pack_off = j->pw.off;
 	ck.pack_bytes = j->pw.bytes;
 	ck.pack_open = j->pw.fd >= 0;
 	snprintf(ck.last, sizeof(ck.last), "%s", j->cur_path);
 	ck.rs = *rs;
+	ck.rs.unreadable += j->cs.unreadable; /* read errors the committer saw */
 	ck.blocks_new = j->cs.blocks_new;
 	ck.blocks_reused = j->cs.blocks_reused;
 
@@ -1012,6 +1211,8 @@ static void slots_free(struct job *j)
 	if (!j->slots)
 		return;
 	for (unsigned i = 0; i < j->nslots; i++) {
+		if (j->slots[i].rf)
+			rfile_put(j->slots[i].rf); /* an E slot never committed */
 		dw_free(j->slots[i].ent);
 		dw_free(j->slots[i].buf);
 		dw_free(j->slots[i].cbuf);
@@ -1030,6 +1231,7 @@ static int slots_alloc(struct job *j)
 	for (unsigned i = 0; i < j->nslots; i++) {
 		struct slot *s = &j->slots[i];
 
+		s->j = j;
 		s->ent = dw_malloc(sizeof(*s->ent));
 		s->buf = dw_malloc(j->block_size);
 		s->cbuf = dw_malloc(cb);
@@ -1273,8 +1475,8 @@ static int resume_setup(struct job *j, struct dw__mheader *h, int *mfd, uint64_t
 	rc = dw__mw_resume(&j->mw, *mfd, ck->mlen, ck->msha);
 	if (rc < 0)
 		goto out;
-	rc = dw__pw_resume(&j->pw, j->r->dirfd, j->id, j->r->pack_size, j->o->fsync, ck->pack_no,
-			   ck->pack_off, ck->pack_bytes, ck->pack_open);
+	rc = dw__pw_resume(&j->pw, j->r->dirfd, j->id, j->r->pack_size, j->o->fsync, j->o->io,
+			   ck->pack_no, ck->pack_off, ck->pack_bytes, ck->pack_open);
 	if (rc < 0)
 		goto out;
 	for (uint64_t i = 0; i < ck->nhl; i++)
@@ -1498,7 +1700,7 @@ int dw_backup_create(dw_backup_repo *r, const dw_backup_create_opts *o, dw_backu
 		rc = dw__mw_header(&j->mw, &h);
 		if (rc < 0)
 			goto out;
-		rc = dw__pw_open(&j->pw, r->dirfd, id, r->pack_size, o->fsync);
+		rc = dw__pw_open(&j->pw, r->dirfd, id, r->pack_size, o->fsync, o->io);
 		if (rc < 0)
 			goto out;
 	}
@@ -1542,6 +1744,11 @@ stop:
 	pthread_mutex_unlock(&j->mu);
 	for (unsigned i = 0; i < started; i++)
 		pthread_join(workers[i], NULL);
+	/* reads still queued on the I/O manager write into the slots: wait for them */
+	pthread_mutex_lock(&j->mu);
+	while (j->inflight > 0)
+		pthread_cond_wait(&j->cv_done, &j->mu);
+	pthread_mutex_unlock(&j->mu);
 	if (rc == 0 && j->err)
 		rc = j->err;
 	if (rc < 0)

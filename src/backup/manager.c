@@ -793,6 +793,8 @@ int dw_backup_mgr_submit(dw_backup_mgr *m, const dw_backup_create_opts *o,
 	j->o = *o;
 	j->o.source = j->source;
 	j->o.progress = job_progress;
+	if (!j->o.io)
+		j->o.io = m->cfg.io;
 	j->o.checkpoint = job_checkpoint;
 	j->o.checkpoint_bytes = m->cfg.checkpoint_bytes;
 	j->o.checkpoint_ms =

@@ -31,6 +31,71 @@ static void pack_name(uint32_t n, char out[32])
 	snprintf(out, 32, "%08u.pack", n);
 }
 
+/* Write len bytes at off of the open pack, through the I/O manager when there is one. */
+static int pw_write(struct dw__pwriter *p, const uint8_t *data, size_t len, uint64_t off)
+{
+	while (len > 0) {
+		size_t n = len > DW_IO_LEN_MAX ? DW_IO_LEN_MAX : len;
+		int rc;
+
+		if (p->iof) {
+			rc = dw_io_pwrite(p->iof, data, n, off, DW_IO_LOW, DW__IO_CALLER);
+			if (rc == DW_ESHED) {
+				usleep(2000); /* the device is saturated: Low work waits its turn */
+				continue;
+			}
+			if (rc == 0)
+				return -EIO;
+		} else {
+			ssize_t w = pwrite(p->fd, data, n, (off_t)off);
+
+			if (w < 0 && errno == EINTR)
+				continue;
+			rc = w < 0 ? -errno : (w == 0 ? -EIO : (int)w);
+		}
+		if (rc < 0)
+			return rc;
+		data += rc;
+		len -= (size_t)rc;
+		off += (uint64_t)rc;
+	}
+	return 0;
+}
+
+static int pw_flush(struct dw__pwriter *p)
+{
+	int rc;
+
+	if (p->wlen == 0)
+		return 0;
+	rc = pw_write(p, p->wbuf, p->wlen, p->off - p->wlen);
+	if (rc < 0)
+		return rc;
+	p->wlen = 0;
+	return 0;
+}
+
+static int pw_fsync_file(struct dw__pwriter *p)
+{
+	if (p->iof)
+		return dw_io_fsync(p->iof, DW_IO_LOW, DW__IO_CALLER);
+	return fsync(p->fd) < 0 ? -errno : 0;
+}
+
+static void pw_close_file(struct dw__pwriter *p)
+{
+	dw_io_file_close(p->iof);
+	p->iof = NULL;
+	if (p->fd >= 0)
+		close(p->fd);
+	p->fd = -1;
+}
+
+static int pw_attach(struct dw__pwriter *p)
+{
+	return p->io ? dw_io_file_attach(p->io, p->fd, &p->iof) : 0;
+}
+
 static int pw_new_pack(struct dw__pwriter *p)
 {
 	char name[32];
@@ -38,10 +103,12 @@ static int pw_new_pack(struct dw__pwriter *p)
 	int rc;
 
 	if (p->fd >= 0) {
-		if (p->fsync && fsync(p->fd) < 0)
-			return -errno;
-		close(p->fd);
-		p->fd = -1;
+		rc = pw_flush(p);
+		if (rc == 0 && p->fsync)
+			rc = pw_fsync_file(p);
+		if (rc < 0)
+			return rc;
+		pw_close_file(p);
 		p->pack_no++;
 	}
 	if (p->pack_no > DW__PACK_MAX_NO)
@@ -50,17 +117,19 @@ static int pw_new_pack(struct dw__pwriter *p)
 	p->fd = openat(p->dirfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (p->fd < 0)
 		return -errno;
-	memcpy(hdr, DW__PACK_MAGIC, 8);
-	rc = dw__write_all(p->fd, hdr, sizeof(hdr));
+	rc = pw_attach(p);
 	if (rc < 0)
 		return rc;
+	memcpy(hdr, DW__PACK_MAGIC, 8);
+	memcpy(p->wbuf, hdr, sizeof(hdr));
+	p->wlen = sizeof(hdr);
 	p->off = DW__PACK_HDR;
 	p->bytes += DW__PACK_HDR;
 	return 0;
 }
 
 int dw__pw_open(struct dw__pwriter *p, int repofd, const char *id, uint64_t pack_size,
-		bool do_fsync)
+		bool do_fsync, dw_io *io)
 {
 	char rel[128];
 
@@ -69,6 +138,10 @@ int dw__pw_open(struct dw__pwriter *p, int repofd, const char *id, uint64_t pack
 	p->dirfd = -1;
 	p->pack_size = pack_size;
 	p->fsync = do_fsync;
+	p->io = io;
+	p->wbuf = dw_malloc(DW__PW_BUF);
+	if (!p->wbuf)
+		return -ENOMEM;
 	if (snprintf(rel, sizeof(rel), "packs/%s", id) >= (int)sizeof(rel))
 		return DW_EBADKEY;
 	if (mkdirat(repofd, rel, 0755) < 0 && errno != EEXIST)
@@ -80,13 +153,14 @@ int dw__pw_open(struct dw__pwriter *p, int repofd, const char *id, uint64_t pack
 }
 
 int dw__pw_resume(struct dw__pwriter *p, int repofd, const char *id, uint64_t pack_size,
-		  bool do_fsync, uint32_t pack_no, uint64_t off, uint64_t bytes, bool open)
+		  bool do_fsync, dw_io *io, uint32_t pack_no, uint64_t off, uint64_t bytes,
+		  bool open)
 {
 	char name[32];
 	struct stat st;
 	int rc;
 
-	rc = dw__pw_open(p, repofd, id, pack_size, do_fsync);
+	rc = dw__pw_open(p, repofd, id, pack_size, do_fsync, io);
 	if (rc < 0)
 		return rc;
 	if (pack_no > DW__PACK_MAX_NO || (open && off < DW__PACK_HDR))
@@ -112,10 +186,10 @@ int dw__pw_resume(struct dw__pwriter *p, int repofd, const char *id, uint64_t pa
 		return -errno;
 	if ((uint64_t)st.st_size < off)
 		return DW_ECORRUPT;
-	if (ftruncate(p->fd, (off_t)off) < 0 || lseek(p->fd, (off_t)off, SEEK_SET) < 0)
+	if (ftruncate(p->fd, (off_t)off) < 0)
 		return -errno;
 	p->off = off;
-	return 0;
+	return pw_attach(p);
 }
 
 int dw__pw_append(struct dw__pwriter *p, const void *data, uint32_t len, uint32_t *pack,
@@ -128,9 +202,19 @@ int dw__pw_append(struct dw__pwriter *p, const void *data, uint32_t len, uint32_
 		if (rc < 0)
 			return rc;
 	}
-	rc = dw__write_all(p->fd, data, len);
-	if (rc < 0)
-		return rc;
+	if (p->wlen + len > DW__PW_BUF) {
+		rc = pw_flush(p);
+		if (rc < 0)
+			return rc;
+	}
+	if (len > DW__PW_BUF) {
+		rc = pw_write(p, data, len, p->off);
+		if (rc < 0)
+			return rc;
+	} else {
+		memcpy(p->wbuf + p->wlen, data, len);
+		p->wlen += len;
+	}
 	*pack = p->pack_no;
 	*off = p->off;
 	p->off += len;
@@ -138,24 +222,36 @@ int dw__pw_append(struct dw__pwriter *p, const void *data, uint32_t len, uint32_
 	return 0;
 }
 
-int dw__pw_finish(struct dw__pwriter *p)
+int dw__pw_sync(struct dw__pwriter *p)
 {
-	if (!p->fsync)
-		return 0;
-	if (p->fd >= 0 && fsync(p->fd) < 0)
-		return -errno;
+	int rc = p->fd >= 0 ? pw_flush(p) : 0;
+
+	if (rc < 0 || !p->fsync)
+		return rc;
+	if (p->fd >= 0) {
+		rc = pw_fsync_file(p);
+		if (rc < 0)
+			return rc;
+	}
 	if (p->dirfd >= 0 && fsync(p->dirfd) < 0)
 		return -errno;
 	return 0;
 }
 
+int dw__pw_finish(struct dw__pwriter *p)
+{
+	return dw__pw_sync(p);
+}
+
 void dw__pw_close(struct dw__pwriter *p)
 {
-	if (p->fd >= 0)
-		close(p->fd);
+	pw_close_file(p);
 	if (p->dirfd >= 0)
 		close(p->dirfd);
-	p->fd = p->dirfd = -1;
+	p->dirfd = -1;
+	dw_free(p->wbuf);
+	p->wbuf = NULL;
+	p->wlen = 0;
 }
 
 /* ---- reader ------------------------------------------------------------------------------------
@@ -210,6 +306,17 @@ static int pr_slot(struct dw__preader *p, uint16_t ci, uint32_t pack, int *out)
 	}
 	if (p->slot[victim].fd >= 0)
 		close(p->slot[victim].fd);
+	dw_io_file_close(p->iof[victim]);
+	p->iof[victim] = NULL;
+	if (p->io) {
+		int rc = dw_io_file_attach(p->io, fd, &p->iof[victim]);
+
+		if (rc < 0) {
+			close(fd);
+			p->slot[victim].fd = -1;
+			return rc;
+		}
+	}
 	p->slot[victim].fd = fd;
 	p->slot[victim].ci = ci;
 	p->slot[victim].pack = pack;
@@ -227,6 +334,29 @@ int dw__pr_locate(struct dw__preader *p, const struct dw__bref *b)
 		return rc;
 	if (b->off < DW__PACK_HDR || b->off + b->clen > p->slot[s].size)
 		return DW_ECORRUPT;
+	return 0;
+}
+
+/* Read len bytes at off of slot s, through the I/O manager at DW_IO_LOW when there is one. */
+static int pr_pread(struct dw__preader *p, int s, uint8_t *buf, size_t len, uint64_t off)
+{
+	if (!p->iof[s])
+		return dw__pread_all(p->slot[s].fd, buf, len, off);
+	while (len > 0) {
+		int rc = dw_io_pread(p->iof[s], buf, len, off, DW_IO_LOW, DW__IO_CALLER);
+
+		if (rc == DW_ESHED) {
+			usleep(2000); /* the device is saturated: Low work waits its turn */
+			continue;
+		}
+		if (rc < 0)
+			return rc;
+		if (rc == 0)
+			return DW_ECORRUPT; /* short pack */
+		buf += rc;
+		len -= (size_t)rc;
+		off += (uint64_t)rc;
+	}
 	return 0;
 }
 
@@ -250,7 +380,7 @@ int dw__pr_read(struct dw__preader *p, const struct dw__bref *b, uint8_t *out, b
 			p->cbuf = nb;
 			p->ccap = b->clen;
 		}
-		rc = dw__pread_all(p->slot[s].fd, p->cbuf, b->clen, b->off);
+		rc = pr_pread(p, s, p->cbuf, b->clen, b->off);
 		if (rc < 0)
 			return rc;
 		n = ZSTD_decompressDCtx(p->dctx, out, b->ulen, p->cbuf, b->clen);
@@ -259,7 +389,7 @@ int dw__pr_read(struct dw__preader *p, const struct dw__bref *b, uint8_t *out, b
 	} else {
 		if (b->clen != b->ulen)
 			return DW_ECORRUPT;
-		rc = dw__pread_all(p->slot[s].fd, out, b->ulen, b->off);
+		rc = pr_pread(p, s, out, b->ulen, b->off);
 		if (rc < 0)
 			return rc;
 	}
@@ -276,6 +406,8 @@ int dw__pr_read(struct dw__preader *p, const struct dw__bref *b, uint8_t *out, b
 void dw__pr_close(struct dw__preader *p)
 {
 	for (int i = 0; i < DW__PR_SLOTS; i++) {
+		dw_io_file_close(p->iof[i]);
+		p->iof[i] = NULL;
 		if (p->slot[i].fd >= 0)
 			close(p->slot[i].fd);
 		p->slot[i].fd = -1;

@@ -246,6 +246,9 @@ static void *writer_main(void *arg)
 	uint8_t *buf = dw_malloc(s->block_size);
 	int rc = buf ? dw__pr_open(&pr, s->r->dirfd, s->chain, s->chain_len) : -ENOMEM;
 
+	if (rc == 0)
+		pr.io = s->o->io;
+
 	pthread_mutex_lock(&s->mu);
 	if (rc < 0 && !s->err)
 		s->err = rc;
@@ -700,6 +703,7 @@ int dw_backup_restore(dw_backup_repo *r, const char *id, const dw_backup_restore
 	rc = dw__pr_open(&pr, r->dirfd, m.h.chain, m.h.chain_len);
 	if (rc < 0)
 		goto out;
+	pr.io = o->io;
 	propen = true;
 	if (mkdir(o->target, 0700) < 0 && errno != EEXIST) {
 		rc = -errno;

@@ -21,6 +21,7 @@
 
 #include "cli/cli.h"
 #include "dwscale/backup.h"
+#include "dwscale/io.h"
 
 #define CMD	    "backup"
 #define SOURCES_MAX 64
@@ -136,6 +137,29 @@ static int parse_dur(const char *s, uint64_t *out)
 		return -1;
 	*out = (uint64_t)(v * m * 1e9);
 	return 0;
+}
+
+/*
+ * The node's I/O scheduler for backup I/O (Low priority, caller "backup"), as `dwscale serve`
+ * would hand it in; NULL with --no-io-scheduler, or if it cannot be opened (then plain I/O,
+ * with a warning).
+ */
+static dw_io *open_io(bool plain)
+{
+	dw_io_config cfg;
+	dw_io *io = NULL;
+	int rc;
+
+	if (plain)
+		return NULL;
+	dw_io_config_default(&cfg);
+	rc = dw_io_open(&cfg, &io);
+	if (rc < 0) {
+		fprintf(stderr, "dwscale backup: no I/O scheduler (%s); using plain I/O\n",
+			dw_strerror(rc));
+		return NULL;
+	}
+	return io;
 }
 
 static int open_repo(const char *repo, dw_backup_repo **r)
@@ -352,9 +376,12 @@ static int cmd_create(int argc, char **argv)
 		{ "no-fsync", no_argument, NULL, 'n' },
 		{ "checkpoint", required_argument, NULL, 'c' },
 		{ "no-resume", no_argument, NULL, 'N' },
+		{ "no-io-scheduler", no_argument, NULL, 'P' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct ccreate cc = { 0 };
+	dw_io *io = NULL;
+	bool plain_io = false;
 	const char *ckenv = getenv("DWSCALE_BACKUP_CHECKPOINT");
 	uint64_t ckbytes = 64u << 20;
 	bool noresume = false;
@@ -416,6 +443,9 @@ static int cmd_create(int argc, char **argv)
 		case 'N':
 			noresume = true;
 			break;
+		case 'P':
+			plain_io = true;
+			break;
 		default:
 			return dw__usage_error(CMD, "unknown or incomplete option '%s'",
 					       argv[optind - 1]);
@@ -437,6 +467,7 @@ static int cmd_create(int argc, char **argv)
 		dw_backup_repo_close(cc.r);
 		return fail("create", -ENOMEM);
 	}
+	io = open_io(plain_io);
 	pthread_mutex_init(&cc.mu, NULL);
 	pthread_cond_init(&cc.cv, NULL);
 	for (size_t i = 0; i < n; i++) {
@@ -459,6 +490,7 @@ static int cmd_create(int argc, char **argv)
 		j->o.checkpoint_bytes = ckbytes;
 		j->o.checkpoint_ms = ckbytes ? 5000 : 0;
 		j->o.no_resume = noresume;
+		j->o.io = io;
 		j->o.arg = j;
 		j->o.progress_ms = 200;
 		if (rp) {
@@ -561,6 +593,7 @@ static int cmd_create(int argc, char **argv)
 	pthread_mutex_destroy(&cc.mu);
 	free(jobs);
 	dw_backup_repo_close(cc.r);
+	dw_io_close(io);
 	return ret;
 }
 
@@ -764,8 +797,11 @@ static int cmd_other(const char *verb, int argc, char **argv)
 		{ "no-owners", no_argument, NULL, 'o' },
 		{ "threads", required_argument, NULL, 't' },
 		{ "clean", no_argument, NULL, 'C' },
+		{ "no-io-scheduler", no_argument, NULL, 'P' },
 		{ NULL, 0, NULL, 0 },
 	};
+	bool plain_io = false;
+	dw_io *io = NULL;
 	const char *repo = NULL, *target = NULL, *path = NULL;
 	int threads = 0;
 	bool json = false, read_data = false, dry = false, owners = true, clean_only = false;
@@ -802,6 +838,9 @@ static int cmd_other(const char *verb, int argc, char **argv)
 			break;
 		case 'C':
 			clean_only = true;
+			break;
+		case 'P':
+			plain_io = true;
 			break;
 		case 't':
 			threads = atoi(optarg);
@@ -847,6 +886,8 @@ static int cmd_other(const char *verb, int argc, char **argv)
 		ro.owners = owners;
 		ro.warn = restore_warn;
 		ro.threads = (unsigned)threads;
+		io = open_io(plain_io);
+		ro.io = io;
 		rc = dw_backup_restore(r, argv[optind], &ro, &st);
 		if (rc == DW_EEXIST) {
 			fprintf(stderr,
@@ -969,6 +1010,7 @@ static int cmd_other(const char *verb, int argc, char **argv)
 	}
 out:
 	dw_backup_repo_close(r);
+	dw_io_close(io);
 	return ret;
 }
 
