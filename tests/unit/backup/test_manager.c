@@ -1,14 +1,17 @@
 // SPDX-License-Identifier: MIT
 /*
  * Backup manager: jobs run under the limit with their metadata in a real SQLite store; a job
- * left "running" by a dead process is found, cleaned and run again; a new submit for the same
- * source takes over the dead job's id; the limit follows an injected utilisation source; limits
- * are reconfigured as a whole or not at all; a full queue sheds.
+ * left "running" by a dead process is found, cleaned and run again (resumed from its checkpoint
+ * when it left one); a new submit for the same source takes over the dead job's id; the limit
+ * follows an injected utilisation source; limits are reconfigured as a whole or not at all; a full
+ * queue sheds.
  */
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/wait.h>
 
 #include <cmocka.h>
 
@@ -214,6 +217,92 @@ static void test_recover_incomplete_jobs(void **state)
 	dw_backup_mgr_close(m);
 }
 
+static void die_at_checkpoint(void *arg, const char *id, const dw_backup_stats *s)
+{
+	(void)arg;
+	(void)id;
+	if (s->files >= 20)
+		kill(getpid(), SIGKILL);
+}
+
+/* A job killed after a checkpoint: recover resubmits it under its id and it resumes. */
+static void test_recover_resumes_from_checkpoint(void **state)
+{
+	struct fx *f = *state;
+	const char *id = "20200101T000000Z-c0ffee00";
+	dw_backup_mgr_config cfg;
+	dw_backup_util_source src;
+	struct fake_util u = { 0 };
+	dw_backup_mgr *m = NULL;
+	dw_backup_info info;
+	dw_backup_check_report rep;
+	struct jobs_seen seen = { 0 };
+	char key[128], json[8192], name[32];
+	char *rp, *repo;
+	unsigned n = 0;
+	pid_t pid;
+	int st;
+
+	for (int i = 0; i < 40; i++) {
+		snprintf(name, sizeof(name), "many%02d", i);
+		assert_int_equal(tu_write(f->src[0], name, 64 << 10, 50 + (uint32_t)i, 0644), 0);
+	}
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		dw_backup_repo *r;
+		dw_backup_create_opts o;
+
+		if (dw_backup_repo_open(f->repo, &r) != 0)
+			_exit(2);
+		dw_backup_create_opts_default(&o);
+		o.source = f->src[0];
+		o.fsync = false;
+		o.checkpoint_bytes = 128 << 10;
+		o.checkpoint_ms = 0;
+		o.checkpoint = die_at_checkpoint;
+		snprintf(o.job_id, sizeof(o.job_id), "%s", id);
+		dw_backup_create(r, &o, NULL);
+		_exit(3);
+	}
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_true(WIFSIGNALED(st));
+	/* the record the dead process's manager would have left */
+	rp = realpath(f->src[0], NULL);
+	repo = realpath(f->repo, NULL);
+	snprintf(key, sizeof(key), "dw://internal/backup/%s", id);
+	snprintf(json, sizeof(json),
+		 "{\"id\":\"%s\",\"state\":\"running\",\"source\":\"%s\",\"repo\":\"%s\","
+		 "\"type\":\"auto\",\"parent\":\"\",\"checkpoint_bytes\":131072}",
+		 id, rp, repo);
+	assert_int_equal(dw_store_put(f->store, key, json, strlen(json)), 0);
+	free(rp);
+	free(repo);
+
+	config(f, &cfg, &src, &u);
+	assert_int_equal(dw_backup_mgr_open(&cfg, &m), 0);
+	assert_int_equal(dw_backup_mgr_start(m), 0);
+	assert_int_equal(dw_backup_mgr_recover(m, true, NULL, NULL, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(dw_backup_mgr_wait(m, id, &info), 0);
+	assert_string_equal(info.id, id);
+	assert_true(info.resumed);
+	assert_true(info.resumed_bytes > 0);
+	assert_int_equal(info.run_bytes_read, info.stats.bytes_read - info.resumed_bytes);
+	assert_int_equal(dw_backup_mgr_jobs(m, count_jobs, &seen), 0);
+	assert_int_equal(seen.done, 1);
+	assert_int_equal(seen.last.checkpoint_bytes, info.stats.bytes_read);
+	dw_backup_mgr_close(m);
+	{
+		dw_backup_repo *r;
+
+		assert_int_equal(dw_backup_repo_open(f->repo, &r), 0);
+		assert_int_equal(dw_backup_check(r, true, NULL, NULL, &rep), 0);
+		assert_int_equal(rep.incomplete, 0);
+		dw_backup_repo_close(r);
+	}
+}
+
 static void test_submit_takes_over_dead_job(void **state)
 {
 	struct fx *f = *state;
@@ -339,6 +428,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_jobs_run_and_are_recorded, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_recover_incomplete_jobs, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_submit_takes_over_dead_job, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_recover_resumes_from_checkpoint, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_limit_follows_utilisation_and_reconfigure,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_full_queue_sheds, setup, teardown),
