@@ -636,6 +636,7 @@ out:
 		srv->fabric = NULL;
 	}
 	dw__fabric_stop(fabric, srv ? srv->reg : NULL);
+	explicit_bzero(&o.fabric.cfg.keyring, sizeof(o.fabric.cfg.keyring));
 	dw_backup_repo_close(backup_repo);
 	if (backup_registered)
 		dw_registry_remove(srv->reg, dw_backup_mgr_scalable(backup)->name);
