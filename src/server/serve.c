@@ -546,13 +546,15 @@ int dw__cmd_serve(int argc, char **argv)
 	}
 
 	/* The backup manager, when [backup] repo names an initialised repository: retention on
-	 * its timer, job records in the node's store, its limits live like the others'. */
+	 * its timer, job records in the node's store, its I/O on the io manager (Low), its limits
+	 * live like the others'. */
 	if (o.backup_repo[0]) {
 		dw_backup_mgr_config bcfg;
 
 		dw_backup_mgr_config_default(&bcfg);
 		bcfg.repo = o.backup_repo;
 		bcfg.store = store;
+		bcfg.io = io; /* jobs read and write through the scheduler at Low priority */
 		rc = dw_backup_mgr_open(&bcfg, &backup);
 		if (rc == 0)
 			rc = dw_backup_mgr_start(backup);
