@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MIT
 /*
- * bench_cache: hit ratio of dw_cache (S3-FIFO) against LRU, and against SIEVE and Belady's OPT
- * for reference, on real traces and synthetic Zipf workloads; then get-or-put throughput with 1
- * and 2 threads against a mutex-protected LRU; then peak RSS.
+ * bench_cache: hit ratio of dw_cache (S3-FIFO or LRU order) against LRU, and against SIEVE and
+ * Belady's OPT for reference, on real traces and synthetic Zipf workloads; then get-or-put
+ * throughput with 1 and 2 threads against a mutex-protected LRU; then peak RSS.
  *
  *   bench_cache TRACE_DIR [--quick | --ratio | --throughput]
  *
