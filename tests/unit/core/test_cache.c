@@ -458,6 +458,38 @@ static void test_policy_learns_scan_resistance(void **state)
 	dw_cache_close(c);
 }
 
+/*
+ * LRU mode keeps new keys in small and hit keys in main, evicting the older tail by tick: that
+ * must be exactly LRU, hit for hit, on a skewed random trace.
+ */
+static void test_lru_order_is_exact(void **state)
+{
+	enum { N = 20000, CAP = 64 };
+	static unsigned trace[N];
+	dw_cache *c = open_cache(CAP, 0, NULL, 0);
+	uint64_t rng = 12345;
+	unsigned hits = 0, ref;
+
+	assert_int_equal(dw__cache_pin_order(c, DW__CACHE_LRU), 0);
+	for (size_t i = 0; i < N; i++) {
+		rng = rng * 6364136223846793005ULL + 1442695040888963407ULL;
+		/* half the requests on 40 keys, half on 400: hits and evictions from both queues */
+		trace[i] = (unsigned)((rng >> 33) % ((rng >> 20) & 1 ? 40 : 400));
+	}
+	for (size_t i = 0; i < N; i++) {
+		if (has_u(c, trace[i]))
+			hits++;
+		else
+			assert_int_equal(put_u(c, trace[i], 1), 0);
+	}
+	ref = lru_hits(trace, N, CAP, 0);
+	print_message("random trace: hits %u, LRU %u\n", hits, ref);
+	assert_true(ref > N / 4);
+	assert_int_equal(hits, ref);
+	check_bounds(c);
+	dw_cache_close(c);
+}
+
 /* The shadows are capped whatever the cache's size, and absent without a count bound. */
 static void test_policy_shadow_memory(void **state)
 {
@@ -1099,6 +1131,7 @@ int main(void)
 		cmocka_unit_test(test_policy_tracks_lru),
 		cmocka_unit_test(test_policy_learns_scan_resistance),
 		cmocka_unit_test(test_policy_shadow_memory),
+		cmocka_unit_test(test_lru_order_is_exact),
 		cmocka_unit_test(test_ttl),
 		cmocka_unit_test(test_ttl_eviction_counts_expirations),
 		cmocka_unit_test(test_resize),
