@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * BoundedCache: an in-memory key-value cache bounded by entry count and by bytes, with S3-FIFO
- * eviction, optional TTL, optional write-through to a dw_store and load-on-miss from it.
+ * or LRU eviction chosen at run time, optional TTL, optional write-through to a dw_store and
+ * load-on-miss from it.
  *
  * Eviction is S3-FIFO (Yang et al., SOSP 2023): a small FIFO (10 % of the capacity at first)
  * admits new keys, a main FIFO holds keys that were hit while in the small queue, and a ghost
@@ -9,11 +10,17 @@
  * straight to main when it comes back. A hit only sets a 2-bit counter. Two additions: during
  * warm-up main is filled even with keys not yet hit (so a loop larger than the cache still hits
  * a stable subset), and small's share adapts between 10 % and 90 % as in ARC (ghost hits on keys
- * evicted from small grow it, from main shrink it), for recency-bound patterns. Chosen over
- * SIEVE and LRU by bench/bench_cache.c on the real traces in shared/data/cache-traces (see
- * bench/cache.sh); one-time scans do not flush a hot set.
+ * evicted from small grow it, from main shrink it), for recency-bound patterns.
  *
- * Sizes: "bytes" counts key + value bytes of each entry (per-entry overhead of about 80 bytes of
+ * On traces where recency is what matters (LRU is optimal on some), no FIFO variant keeps up, so
+ * the same queues can also run in exact LRU order (hit for hit). Two small shadow caches, one of
+ * each order, fed a hash sample of the keys (at most 2048 entries each), score which order hits
+ * more; the cache follows the score once it passes a margin (it starts in LRU order). Chosen by
+ * bench/bench_cache.c on the real traces in shared/data/cache-traces (see bench/cache.sh and the
+ * header of src/core/cache.c): one-time scans do not flush a hot set, and an LRU-friendly trace
+ * gets LRU's hits. Metrics policy_lru, policy_switches_total and shadow_entries show the choice.
+ *
+ * Sizes: "bytes" counts key + value bytes of each entry (per-entry overhead of about 88 bytes of
  * bookkeeping is not counted). A put whose key + value exceeds max_bytes is refused with
  * DW_ETOOBIG (it is not written to the store either).
  *
