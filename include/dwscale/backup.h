@@ -8,7 +8,8 @@
  * only what changed since the previous backup of its chain and refers to the rest); a chain is
  * one full and the incrementals after it, per source directory. Every backup owns its pack files
  * and a backup's references point only back along its own chain, so removing a whole chain frees
- * exactly the bytes of its backups.
+ * exactly the bytes of its backups. A repository may be encrypted (AES-256-GCM, a key file):
+ * then pack blocks, manifests and checkpoints are sealed and every open needs the key.
  *
  * Threads: a dw_backup_repo may be used from several threads at once: create, restore, list and
  * check take the repository lock shared; prune takes it exclusive. Several processes may use one
@@ -55,10 +56,26 @@ const char *dw_backup_type_name(dw_backup_type t);
 
 /* ---- repository --------------------------------------------------------------------------- */
 
+#define DW_BACKUP_KEY_LEN 32 /* AES-256 */
+
 typedef struct dw_backup_repo_config {
 	uint32_t block_size; /* fixed block size for file data; default 1 MiB */
 	uint32_t pack_size;  /* target pack file size; default 64 MiB */
+	/*
+	 * NULL: not encrypted. Else the DW_BACKUP_KEY_LEN-byte key: pack blocks and manifests are
+	 * sealed with AES-256-GCM, and the config records a key check value (not the key).
+	 */
+	const uint8_t *key;
 } dw_backup_repo_config;
+
+/* Keys: 32 random bytes; a key file holds them as one line of 64 hex digits. */
+int dw_backup_key_generate(uint8_t key[DW_BACKUP_KEY_LEN]);
+/* 64 hex digits and a NUL into out (cap >= 65). */
+int dw_backup_key_format(const uint8_t key[DW_BACKUP_KEY_LEN], char *out, size_t cap);
+/* DW_ECONFIG unless text is 64 hex digits (a trailing newline is allowed). */
+int dw_backup_key_parse(const char *text, uint8_t key[DW_BACKUP_KEY_LEN]);
+/* Read a key file. DW_ENOTFOUND, DW_ECONFIG (not a key), -errno. */
+int dw_backup_key_load(const char *path, uint8_t key[DW_BACKUP_KEY_LEN]);
 
 void dw_backup_repo_config_default(dw_backup_repo_config *cfg);
 
@@ -73,6 +90,13 @@ int dw_backup_repo_init(const char *path, const dw_backup_repo_config *cfg);
  * build does not read, DW_ECORRUPT for a damaged config file. On failure *out is NULL.
  */
 int dw_backup_repo_open(const char *path, dw_backup_repo **out);
+/*
+ * Open a repository that may be encrypted; key NULL = none. For an encrypted repository
+ * DW_EAUTH without a key or with one whose check value differs (nothing else is read); the key
+ * is ignored for a repository that is not encrypted.
+ */
+int dw_backup_repo_open_key(const char *path, const uint8_t *key, dw_backup_repo **out);
+bool dw_backup_repo_encrypted(const dw_backup_repo *r);
 void dw_backup_repo_close(dw_backup_repo *r);
 const char *dw_backup_repo_path(const dw_backup_repo *r);
 

@@ -24,11 +24,45 @@
 #define DW__PATH_MAX	 4096
 #define DW__REPO_VERSION 1
 
+/* ---- crypt.c --------------------------------------------------------------------------------- */
+
+#define DW__NONCE_LEN	   12
+#define DW__TAG_LEN	   16
+#define DW__CRYPT_OVERHEAD (DW__NONCE_LEN + DW__TAG_LEN) /* per blob */
+#define DW__FRAME_HEAD	   12				 /* u32 plen, u64 poff */
+#define DW__FRAME_OVERHEAD (DW__FRAME_HEAD + DW__CRYPT_OVERHEAD)
+#define DW__FRAME_MAX	   (256u << 10) /* plaintext of one manifest frame, at most */
+
+struct dw__crypt {
+	uint8_t key[DW_BACKUP_KEY_LEN];
+};
+
+/* HMAC-SHA256 key check value, hex. */
+int dw__kcv(const uint8_t key[DW_BACKUP_KEY_LEN], char out[2 * 32 + 1]);
+/* Seal n bytes of a block into out (n + DW__CRYPT_OVERHEAD bytes). */
+int dw__blob_seal(const struct dw__crypt *c, const uint8_t sha[32], uint32_t ulen, uint8_t flags,
+		  const uint8_t *in, size_t n, uint8_t *out);
+/* Open a sealed blob of n bytes into out (n - DW__CRYPT_OVERHEAD). DW_ECORRUPT if tampered. */
+int dw__blob_open(const struct dw__crypt *c, const uint8_t sha[32], uint32_t ulen, uint8_t flags,
+		  const uint8_t *in, size_t n, uint8_t *out);
+/* Seal plen bytes at plaintext offset poff of manifest id into out (plen + overhead). */
+int dw__frame_seal(const struct dw__crypt *c, const char *id, uint64_t poff, const uint8_t *in,
+		   uint32_t plen, uint8_t *out);
+int dw__frame_head(const uint8_t head[DW__FRAME_HEAD], uint32_t *plen, uint64_t *poff);
+/* Seal n bytes with aad into out (nonce | ciphertext | tag); open them again. */
+int dw__seal(const struct dw__crypt *c, const uint8_t *aad, size_t alen, const uint8_t *in,
+	     size_t n, uint8_t *out);
+int dw__unseal(const struct dw__crypt *c, const uint8_t *aad, size_t alen, const uint8_t *in,
+	       size_t n, uint8_t *out);
+/* Open a whole frame (head included) into out (plen bytes). DW_ECORRUPT if tampered. */
+int dw__frame_open(const struct dw__crypt *c, const char *id, const uint8_t *frame, uint8_t *out);
+
 struct dw_backup_repo {
 	char *path;
 	int dirfd; /* the repository directory */
 	uint32_t block_size;
 	uint32_t pack_size;
+	struct dw__crypt *crypt; /* NULL: not encrypted */
 };
 
 /* ---- util.c ---------------------------------------------------------------------------------- */
@@ -147,9 +181,13 @@ struct dw__mwriter {
 	int fd;
 	uint8_t *buf;
 	size_t len, cap;
-	uint64_t written;
-	void *sha; /* EVP_MD_CTX */
+	uint64_t written; /* plaintext bytes appended */
+	uint64_t foff;	  /* bytes in the file */
+	void *sha;	  /* EVP_MD_CTX */
 	int err;
+	const struct dw__crypt *crypt; /* set after open: frames sealed for backup id */
+	char id[DW_BACKUP_ID_MAX];
+	uint8_t *fbuf;
 };
 
 int dw__mw_open(struct dw__mwriter *w, int fd);
@@ -158,13 +196,14 @@ int dw__mw_entry(struct dw__mwriter *w, const struct dw__entry *e);
 int dw__mw_block(struct dw__mwriter *w, const struct dw__bref *b);
 int dw__mw_file_end(struct dw__mwriter *w, const struct dw__file_end *fe);
 int dw__mw_finish(struct dw__mwriter *w, const struct dw__mtrailer *t);
-/* Write out the buffer; *len gets the bytes in the file and sha the SHA-256 of them. */
+/* Write out the buffer; *len gets the bytes in the file and sha the SHA-256 of the records. */
 int dw__mw_sync(struct dw__mwriter *w, uint64_t *len, uint8_t sha[DW__SHA_LEN]);
 /*
- * Continue a manifest: fd (read-write) is cut to len, whose bytes are hashed again and must
- * hash to sha (else DW_ECORRUPT); records are then appended after them.
+ * Continue a manifest: fd (read-write) is cut to len file bytes, whose records are hashed again
+ * and must hash to sha (else DW_ECORRUPT); records are then appended after them.
  */
-int dw__mw_resume(struct dw__mwriter *w, int fd, uint64_t len, const uint8_t sha[DW__SHA_LEN]);
+int dw__mw_resume(struct dw__mwriter *w, int fd, uint64_t len, const uint8_t sha[DW__SHA_LEN],
+		  const struct dw__crypt *crypt, const char *id);
 void dw__mw_close(struct dw__mwriter *w);
 
 /* Streaming reader; verify = check the trailer's hash at the end (reads everything). */
@@ -178,10 +217,17 @@ struct dw__mreader {
 	struct dw__mheader h;
 	struct dw__mtrailer t;
 	bool have_trailer;
+	const struct dw__crypt *crypt; /* frames of backup id */
+	char id[DW_BACKUP_ID_MAX];
+	uint8_t *fbuf, *fplain;
+	size_t fpos, flen;
+	uint64_t pnext; /* plaintext offset of the next frame */
 };
 
 /* Open and read the header. */
 int dw__mr_open(struct dw__mreader *m, int fd);
+/* The same for a manifest of an encrypted repository (crypt NULL = plain). */
+int dw__mr_open2(struct dw__mreader *m, int fd, const struct dw__crypt *crypt, const char *id);
 /*
  * Next record: returns the record type (> 0) with the matching out filled (e, b or fe), 0 at
  * the end (after the trailer, whose hash was verified), or a negative code (DW_ECORRUPT).
@@ -191,6 +237,8 @@ int dw__mr_next(struct dw__mreader *m, struct dw__entry *e, struct dw__bref *b,
 void dw__mr_close(struct dw__mreader *m);
 /* Header and trailer only (for list): reads the start and the fixed-size end of the file. */
 int dw__manifest_summary(int fd, struct dw__mheader *h, struct dw__mtrailer *t);
+int dw__manifest_summary2(int fd, const struct dw__crypt *crypt, const char *id,
+			  struct dw__mheader *h, struct dw__mtrailer *t);
 void dw__mheader_free(struct dw__mheader *h);
 
 /* ---- pack.c ---------------------------------------------------------------------------------- */
@@ -258,6 +306,9 @@ struct dw__preader {
 	size_t ccap;
 	dw_io *io; /* NULL = plain pread; else reads at DW_IO_LOW */
 	dw_io_file *iof[DW__PR_SLOTS];
+	const struct dw__crypt *crypt; /* blobs are sealed */
+	uint8_t *dbuf;
+	size_t dcap;
 };
 
 int dw__pr_open(struct dw__preader *p, int repofd, char (*chain)[DW_BACKUP_ID_MAX],

@@ -35,8 +35,19 @@
 
 #include "backup/backup_int.h"
 
-#define CK_MAGIC "DWCKPT01"
-#define CK_FIXED (8 + 6 * 2 + 1 + 8 + DW__SHA_LEN + 4 + 8 + 8 + 1 + 16 * 8 + 8 + DW__SHA_LEN)
+#define CK_MAGIC  "DWCKPT01"
+#define CK_SEALED "DWCKPTE1" /* a sealed checkpoint: magic | nonce | ciphertext | tag */
+#define CK_FIXED  (8 + 6 * 2 + 1 + 8 + DW__SHA_LEN + 4 + 8 + 8 + 1 + 16 * 8 + 8 + DW__SHA_LEN)
+
+static size_t ckpt_aad(uint8_t aad[96], const char *id)
+{
+	size_t n = strlen(id);
+
+	memcpy(aad, "DWCKPT1", 7);
+	aad[7] = (uint8_t)n;
+	memcpy(aad + 8, id, n);
+	return 8 + n;
+}
 
 struct buf {
 	uint8_t *p;
@@ -173,6 +184,23 @@ int dw__ckpt_write(dw_backup_repo *r, const struct dw__ckpt *ck, bool do_fsync)
 	if (rc < 0)
 		goto out;
 	put(&b, sha, DW__SHA_LEN);
+	if (r->crypt) {
+		/* an encrypted repository: the paths in it are sealed like the manifests */
+		uint8_t *sealed = dw_malloc(8 + b.len + DW__CRYPT_OVERHEAD), aad[96];
+		size_t al = ckpt_aad(aad, ck->id);
+
+		if (!sealed) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		memcpy(sealed, CK_SEALED, 8);
+		rc = dw__seal(r->crypt, aad, al, b.p, b.len, sealed + 8);
+		dw_free(b.p);
+		b.p = sealed;
+		b.len += 8 + DW__CRYPT_OVERHEAD;
+		if (rc < 0)
+			goto out;
+	}
 	if (snprintf(rel, sizeof(rel), "tmp/%s.ckpt.new", ck->id) >= (int)sizeof(rel) ||
 	    snprintf(rel2, sizeof(rel2), "tmp/%s.ckpt", ck->id) >= (int)sizeof(rel2)) {
 		rc = DW_EBADKEY;
@@ -317,7 +345,27 @@ int dw__ckpt_read(dw_backup_repo *r, const char *id, struct dw__ckpt *ck)
 	rc = dw__pread_all(fd, p, (size_t)st.st_size, 0);
 	if (rc < 0)
 		goto out;
-	rc = dw__ckpt_parse(p, (size_t)st.st_size, ck);
+	if (r->crypt) {
+		uint8_t aad[96];
+		size_t al = ckpt_aad(aad, id), n = (size_t)st.st_size;
+
+		if (n < 8 + DW__CRYPT_OVERHEAD || memcmp(p, CK_SEALED, 8) != 0) {
+			rc = DW_ECORRUPT;
+			goto out;
+		}
+		uint8_t *plain = dw_malloc(n - 8 - DW__CRYPT_OVERHEAD + 1);
+
+		if (!plain) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		rc = dw__unseal(r->crypt, aad, al, p + 8, n - 8, plain);
+		if (rc == 0)
+			rc = dw__ckpt_parse(plain, n - 8 - DW__CRYPT_OVERHEAD, ck);
+		dw_free(plain);
+	} else {
+		rc = dw__ckpt_parse(p, (size_t)st.st_size, ck);
+	}
 	if (rc == 0 && strcmp(ck->id, id) != 0) {
 		dw__ckpt_free(ck);
 		rc = DW_ECORRUPT;

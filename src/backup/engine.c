@@ -71,6 +71,7 @@ struct slot {
 	uint8_t *cbuf;
 	size_t ccap;
 	uint32_t clen;
+	uint8_t *ebuf; /* the block sealed (encrypted repositories) */
 	bool zstd;
 	bool has_parent;
 	bool reuse;
@@ -964,6 +965,10 @@ static void *worker_main(void *arg)
 				s->zstd = false;
 				s->clen = s->len;
 			}
+			if (j->r->crypt) /* sealed here, on the workers, not on the committer */
+				rc = dw__blob_seal(j->r->crypt, s->sha, s->len,
+						   s->zstd ? DW__BREF_ZSTD : 0,
+						   s->zstd ? s->cbuf : s->buf, s->clen, s->ebuf);
 		}
 		pthread_mutex_lock(&j->mu);
 		if (rc < 0) {
@@ -1024,11 +1029,12 @@ static int commit_slot(struct job *j, struct slot *s)
 			memset(&b, 0, sizeof(b));
 			b.chain_idx = j->self_idx;
 			b.flags = s->zstd ? DW__BREF_ZSTD : 0;
-			b.clen = s->clen;
+			b.clen = s->clen + (j->r->crypt ? DW__CRYPT_OVERHEAD : 0);
 			b.ulen = s->len;
 			memcpy(b.sha, s->sha, DW__SHA_LEN);
-			rc = dw__pw_append(&j->pw, s->zstd ? s->cbuf : s->buf, s->clen, &b.pack,
-					   &b.off);
+			rc = dw__pw_append(&j->pw,
+					   j->r->crypt ? s->ebuf : (s->zstd ? s->cbuf : s->buf),
+					   b.clen, &b.pack, &b.off);
 			if (rc < 0)
 				return rc;
 			j->cs.blocks_new++;
@@ -1216,6 +1222,7 @@ static void slots_free(struct job *j)
 		dw_free(j->slots[i].ent);
 		dw_free(j->slots[i].buf);
 		dw_free(j->slots[i].cbuf);
+		dw_free(j->slots[i].ebuf);
 	}
 	dw_free(j->slots);
 	j->slots = NULL;
@@ -1236,7 +1243,9 @@ static int slots_alloc(struct job *j)
 		s->buf = dw_malloc(j->block_size);
 		s->cbuf = dw_malloc(cb);
 		s->ccap = cb;
-		if (!s->ent || !s->buf || !s->cbuf)
+		if (j->r->crypt)
+			s->ebuf = dw_malloc(cb + DW__CRYPT_OVERHEAD);
+		if (!s->ent || !s->buf || !s->cbuf || (j->r->crypt && !s->ebuf))
 			return -ENOMEM;
 	}
 	return 0;
@@ -1449,7 +1458,7 @@ static int resume_setup(struct job *j, struct dw__mheader *h, int *mfd, uint64_t
 		rc = errno == ENOENT ? DW_ECORRUPT : -errno;
 		goto out;
 	}
-	rc = dw__mr_open(&mr, fd);
+	rc = dw__mr_open2(&mr, fd, j->r->crypt, j->id);
 	if (rc < 0)
 		goto out;
 	*h = mr.h;
@@ -1472,7 +1481,7 @@ static int resume_setup(struct job *j, struct dw__mheader *h, int *mfd, uint64_t
 		rc = -errno;
 		goto out;
 	}
-	rc = dw__mw_resume(&j->mw, *mfd, ck->mlen, ck->msha);
+	rc = dw__mw_resume(&j->mw, *mfd, ck->mlen, ck->msha, j->r->crypt, j->id);
 	if (rc < 0)
 		goto out;
 	rc = dw__pw_resume(&j->pw, j->r->dirfd, j->id, j->r->pack_size, j->o->fsync, j->o->io,
@@ -1640,7 +1649,7 @@ int dw_backup_create(dw_backup_repo *r, const dw_backup_create_opts *o, dw_backu
 			rc = -errno;
 			goto out;
 		}
-		rc = dw__mr_open(&j->pc.mr, j->pc.fd);
+		rc = dw__mr_open2(&j->pc.mr, j->pc.fd, r->crypt, prev->id);
 		if (rc < 0)
 			goto out;
 		j->pc.open = true;
@@ -1697,6 +1706,8 @@ int dw_backup_create(dw_backup_repo *r, const dw_backup_create_opts *o, dw_backu
 		rc = dw__mw_open(&j->mw, mfd);
 		if (rc < 0)
 			goto out;
+		j->mw.crypt = r->crypt;
+		snprintf(j->mw.id, sizeof(j->mw.id), "%s", id);
 		rc = dw__mw_header(&j->mw, &h);
 		if (rc < 0)
 			goto out;
@@ -1759,8 +1770,17 @@ stop:
 	if (rc < 0)
 		goto out;
 	memset(&t, 0, sizeof(t));
-	merged_stats(j, &j->rs, &t.stats);
-	t.stats.bytes_stored += DW__TRAILER_SIZE;
+	{
+		uint8_t sha[DW__SHA_LEN];
+		uint64_t mlen;
+
+		rc = dw__mw_sync(&j->mw, &mlen, sha); /* the records' bytes in the file */
+		if (rc < 0)
+			goto out;
+		merged_stats(j, &j->rs, &t.stats);
+		t.stats.bytes_stored =
+			j->pw.bytes + mlen + DW__TRAILER_SIZE + (r->crypt ? DW__FRAME_OVERHEAD : 0);
+	}
 	t.finished_ns = dw_clock_wall(o->clock);
 	rc = dw__mw_finish(&j->mw, &t);
 	if (rc < 0)

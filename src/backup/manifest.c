@@ -27,6 +27,7 @@
  * reads only the first and last bytes of each manifest.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -176,15 +177,32 @@ static void get_str(struct dec *d, size_t lenbytes, char *out, size_t cap)
 /* ---- writer ------------------------------------------------------------------------------------
  */
 
+/* Write the buffer out: as is, or as one sealed frame (crypt.c) in an encrypted repository. */
 static int mw_flush(struct dw__mwriter *w)
 {
 	int rc;
 
 	if (w->len == 0)
 		return 0;
-	rc = dw__write_all(w->fd, w->buf, w->len);
-	if (rc < 0)
-		return w->err = rc;
+	if (w->crypt) {
+		if (!w->fbuf) {
+			w->fbuf = dw_malloc(DW__FRAME_MAX + DW__FRAME_OVERHEAD);
+			if (!w->fbuf)
+				return w->err = -ENOMEM;
+		}
+		rc = dw__frame_seal(w->crypt, w->id, w->written - w->len, w->buf, (uint32_t)w->len,
+				    w->fbuf);
+		if (rc == 0)
+			rc = dw__write_all(w->fd, w->fbuf, w->len + DW__FRAME_OVERHEAD);
+		if (rc < 0)
+			return w->err = rc;
+		w->foff += w->len + DW__FRAME_OVERHEAD;
+	} else {
+		rc = dw__write_all(w->fd, w->buf, w->len);
+		if (rc < 0)
+			return w->err = rc;
+		w->foff += w->len;
+	}
 	w->len = 0;
 	return 0;
 }
@@ -368,6 +386,12 @@ int dw__mw_finish(struct dw__mwriter *w, const struct dw__mtrailer *t)
 	unsigned int n = 0;
 	int rc;
 
+	if (w->crypt) {
+		/* the trailer is a frame of its own, so that list reads only the last frame */
+		rc = mw_flush(w);
+		if (rc < 0)
+			return rc;
+	}
 	put_u8(&e, DW__REC_TRAILER);
 	put_u32(&e, plen);
 	enc_trailer_fields(&e, t);
@@ -406,11 +430,48 @@ int dw__mw_sync(struct dw__mwriter *w, uint64_t *len, uint8_t sha[DW__SHA_LEN])
 		     ? 0
 		     : DW_EBACKEND;
 	EVP_MD_CTX_free(c);
-	*len = w->written;
+	*len = w->foff;
 	return rc;
 }
 
-int dw__mw_resume(struct dw__mwriter *w, int fd, uint64_t len, const uint8_t sha[DW__SHA_LEN])
+/* Hash the frames of an encrypted manifest's first len file bytes again. */
+static int mw_resume_frames(struct dw__mwriter *w, int fd, uint64_t len)
+{
+	uint64_t off = 0;
+	int rc;
+
+	w->fbuf = dw_malloc(DW__FRAME_MAX + DW__FRAME_OVERHEAD);
+	if (!w->fbuf)
+		return -ENOMEM;
+	while (off < len) {
+		uint32_t plen;
+		uint64_t poff;
+
+		if (len - off < DW__FRAME_OVERHEAD)
+			return DW_ECORRUPT;
+		rc = dw__pread_all(fd, w->fbuf, DW__FRAME_HEAD, off);
+		if (rc < 0)
+			return rc;
+		if (dw__frame_head(w->fbuf, &plen, &poff) < 0 || poff != w->written ||
+		    len - off < DW__FRAME_OVERHEAD + (uint64_t)plen || plen > w->cap)
+			return DW_ECORRUPT;
+		rc = dw__pread_all(fd, w->fbuf + DW__FRAME_HEAD,
+				   DW__FRAME_OVERHEAD - DW__FRAME_HEAD + plen,
+				   off + DW__FRAME_HEAD);
+		if (rc == 0)
+			rc = dw__frame_open(w->crypt, w->id, w->fbuf, w->buf);
+		if (rc < 0)
+			return rc;
+		if (EVP_DigestUpdate(w->sha, w->buf, plen) != 1)
+			return DW_EBACKEND;
+		w->written += plen;
+		off += DW__FRAME_OVERHEAD + plen;
+	}
+	return 0;
+}
+
+int dw__mw_resume(struct dw__mwriter *w, int fd, uint64_t len, const uint8_t sha[DW__SHA_LEN],
+		  const struct dw__crypt *crypt, const char *id)
 {
 	uint8_t got[DW__SHA_LEN];
 	struct stat st;
@@ -420,12 +481,20 @@ int dw__mw_resume(struct dw__mwriter *w, int fd, uint64_t len, const uint8_t sha
 	rc = dw__mw_open(w, fd);
 	if (rc < 0)
 		return rc;
+	w->crypt = crypt;
+	snprintf(w->id, sizeof(w->id), "%s", id);
 	if (fstat(fd, &st) < 0)
 		return w->err = -errno;
 	if ((uint64_t)st.st_size < len)
 		return w->err = DW_ECORRUPT;
 	if (ftruncate(fd, (off_t)len) < 0)
 		return w->err = -errno;
+	if (crypt) {
+		rc = mw_resume_frames(w, fd, len);
+		if (rc < 0)
+			return w->err = rc;
+		off = len;
+	}
 	while (off < len) {
 		size_t n = len - off < w->cap ? (size_t)(len - off) : w->cap;
 
@@ -436,7 +505,9 @@ int dw__mw_resume(struct dw__mwriter *w, int fd, uint64_t len, const uint8_t sha
 			return w->err = DW_EBACKEND;
 		off += n;
 	}
-	w->written = len;
+	if (!crypt)
+		w->written = len;
+	w->foff = len;
 	rc = dw__mw_sync(w, &off, got);
 	if (rc < 0)
 		return w->err = rc;
@@ -451,6 +522,8 @@ void dw__mw_close(struct dw__mwriter *w)
 {
 	dw_free(w->buf);
 	w->buf = NULL;
+	dw_free(w->fbuf);
+	w->fbuf = NULL;
 	if (w->sha)
 		EVP_MD_CTX_free(w->sha);
 	w->sha = NULL;
@@ -507,6 +580,75 @@ bad:
 	return DW_ECORRUPT;
 }
 
+/* Read exactly n bytes, or 0 at the end of the file (DW_ECORRUPT for a partial read). */
+static int read_exact(int fd, uint8_t *p, size_t n)
+{
+	size_t got = 0;
+
+	while (got < n) {
+		ssize_t r = read(fd, p + got, n - got);
+
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (r == 0)
+			return got == 0 ? 0 : DW_ECORRUPT;
+		got += (size_t)r;
+	}
+	return 1;
+}
+
+/* Up to cap bytes of the manifest's records: the file's bytes, or its frames opened. */
+static ssize_t mr_src(struct dw__mreader *m, uint8_t *dst, size_t cap)
+{
+	size_t n;
+
+	if (!m->crypt) {
+		for (;;) {
+			ssize_t r = read(m->fd, dst, cap);
+
+			if (r < 0 && errno == EINTR)
+				continue;
+			return r < 0 ? -errno : r;
+		}
+	}
+	if (m->fpos == m->flen) {
+		uint32_t plen;
+		uint64_t poff;
+		int rc;
+
+		if (!m->fbuf) {
+			m->fbuf = dw_malloc(DW__FRAME_MAX + DW__FRAME_OVERHEAD);
+			m->fplain = dw_malloc(DW__FRAME_MAX);
+			if (!m->fbuf || !m->fplain)
+				return -ENOMEM;
+		}
+		rc = read_exact(m->fd, m->fbuf, DW__FRAME_HEAD);
+		if (rc <= 0)
+			return rc;
+		if (dw__frame_head(m->fbuf, &plen, &poff) < 0 || poff != m->pnext)
+			return DW_ECORRUPT;
+		rc = read_exact(m->fd, m->fbuf + DW__FRAME_HEAD,
+				DW__FRAME_OVERHEAD - DW__FRAME_HEAD + (size_t)plen);
+		if (rc == 0)
+			return DW_ECORRUPT;
+		if (rc < 0)
+			return rc;
+		rc = dw__frame_open(m->crypt, m->id, m->fbuf, m->fplain);
+		if (rc < 0)
+			return rc;
+		m->fpos = 0;
+		m->flen = plen;
+		m->pnext += plen;
+	}
+	n = m->flen - m->fpos < cap ? m->flen - m->fpos : cap;
+	memcpy(dst, m->fplain + m->fpos, n);
+	m->fpos += n;
+	return (ssize_t)n;
+}
+
 /* Make at least n bytes available at m->buf + m->pos; DW_ECORRUPT at a premature end. */
 static int mr_fill(struct dw__mreader *m, size_t n)
 {
@@ -518,13 +660,10 @@ static int mr_fill(struct dw__mreader *m, size_t n)
 	m->len -= m->pos;
 	m->pos = 0;
 	while (m->len < n) {
-		ssize_t r = read(m->fd, m->buf + m->len, m->cap - m->len);
+		ssize_t r = mr_src(m, m->buf + m->len, m->cap - m->len);
 
-		if (r < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
+		if (r < 0)
+			return (int)r;
 		if (r == 0)
 			return DW_ECORRUPT;
 		m->len += (size_t)r;
@@ -573,6 +712,11 @@ static int mr_record(struct dw__mreader *m, uint8_t *type, const uint8_t **paylo
 
 int dw__mr_open(struct dw__mreader *m, int fd)
 {
+	return dw__mr_open2(m, fd, NULL, "");
+}
+
+int dw__mr_open2(struct dw__mreader *m, int fd, const struct dw__crypt *crypt, const char *id)
+{
 	const uint8_t *p;
 	uint32_t n;
 	uint8_t type;
@@ -581,6 +725,8 @@ int dw__mr_open(struct dw__mreader *m, int fd)
 
 	memset(m, 0, sizeof(*m));
 	m->fd = fd;
+	m->crypt = crypt;
+	snprintf(m->id, sizeof(m->id), "%s", id);
 	m->cap = MF_HEAD_MAX > MF_BUF ? MF_HEAD_MAX : MF_BUF;
 	m->buf = dw_malloc(m->cap);
 	m->sha = EVP_MD_CTX_new();
@@ -691,8 +837,14 @@ int dw__mr_next(struct dw__mreader *m, struct dw__entry *e, struct dw__bref *b,
 		if (memcmp(want, stored, DW__SHA_LEN) != 0 ||
 		    memcmp(stored + DW__SHA_LEN, MF_END, 8) != 0)
 			return DW_ECORRUPT;
-		if (m->consumed != m->file_size)
+		if (m->crypt) {
+			uint8_t x;
+
+			if (m->pos != m->len || mr_src(m, &x, 1) != 0)
+				return DW_ECORRUPT; /* records or frames after the trailer */
+		} else if (m->consumed != m->file_size) {
 			return DW_ECORRUPT; /* bytes after the trailer */
+		}
 		m->have_trailer = true;
 		m->eof = true;
 		return 0;
@@ -706,10 +858,98 @@ void dw__mr_close(struct dw__mreader *m)
 {
 	dw_free(m->buf);
 	m->buf = NULL;
+	dw_free(m->fbuf);
+	dw_free(m->fplain);
+	m->fbuf = m->fplain = NULL;
 	if (m->sha)
 		EVP_MD_CTX_free(m->sha);
 	m->sha = NULL;
 	dw__mheader_free(&m->h);
+}
+
+/* Open the frame of an encrypted manifest at file offset off into out (cap bytes). */
+static int summary_frame(int fd, const struct dw__crypt *crypt, const char *id, uint64_t off,
+			 uint64_t fsize, uint8_t *out, size_t cap, uint32_t *plen)
+{
+	uint8_t head[DW__FRAME_HEAD], *f;
+	uint64_t poff;
+	int rc;
+
+	if (fsize < off + DW__FRAME_OVERHEAD)
+		return DW_ECORRUPT;
+	rc = dw__pread_all(fd, head, sizeof(head), off);
+	if (rc < 0)
+		return rc;
+	if (dw__frame_head(head, plen, &poff) < 0 || *plen > cap ||
+	    fsize < off + DW__FRAME_OVERHEAD + *plen || (off == 0 && poff != 0))
+		return DW_ECORRUPT;
+	f = dw_malloc(DW__FRAME_OVERHEAD + *plen);
+	if (!f)
+		return -ENOMEM;
+	rc = dw__pread_all(fd, f, DW__FRAME_OVERHEAD + *plen, off);
+	if (rc == 0)
+		rc = dw__frame_open(crypt, id, f, out);
+	dw_free(f);
+	return rc;
+}
+
+/* dw__manifest_summary for an encrypted manifest: its first frame and its last. */
+static int summary_sealed(int fd, const struct dw__crypt *crypt, const char *id,
+			  struct dw__mheader *h, struct dw__mtrailer *t)
+{
+	uint8_t *p = dw_malloc(DW__FRAME_MAX);
+	struct stat st;
+	uint32_t plen, n;
+	uint64_t last = DW__FRAME_OVERHEAD + DW__TRAILER_SIZE;
+	struct dec d;
+	int rc;
+
+	memset(h, 0, sizeof(*h));
+	if (!p)
+		return -ENOMEM;
+	if (fstat(fd, &st) < 0) {
+		rc = -errno;
+		goto out;
+	}
+	rc = summary_frame(fd, crypt, id, 0, (uint64_t)st.st_size, p, DW__FRAME_MAX, &plen);
+	if (rc < 0)
+		goto out;
+	n = plen >= 5 ? (uint32_t)p[1] | (uint32_t)p[2] << 8 | (uint32_t)p[3] << 16 |
+				(uint32_t)p[4] << 24
+		      : 0;
+	if (plen < 5 || p[0] != DW__REC_HEADER || n > plen - 5) {
+		rc = DW_ECORRUPT;
+		goto out;
+	}
+	rc = parse_header(p + 5, n, h);
+	if (rc < 0)
+		goto out;
+	if ((uint64_t)st.st_size < last) {
+		rc = DW_ECORRUPT;
+		goto out;
+	}
+	rc = summary_frame(fd, crypt, id, (uint64_t)st.st_size - last, (uint64_t)st.st_size, p,
+			   DW__TRAILER_SIZE, &plen);
+	if (rc == 0 && (plen != DW__TRAILER_SIZE || p[0] != DW__REC_TRAILER ||
+			memcmp(p + DW__TRAILER_SIZE - 8, MF_END, 8) != 0))
+		rc = DW_ECORRUPT;
+	if (rc < 0)
+		goto out;
+	d = (struct dec){ .p = p + 5, .len = DW__TRAILER_SIZE - 5 };
+	dec_trailer_fields(&d, t);
+out:
+	if (rc < 0)
+		dw__mheader_free(h);
+	dw_free(p);
+	return rc;
+}
+
+int dw__manifest_summary2(int fd, const struct dw__crypt *crypt, const char *id,
+			  struct dw__mheader *h, struct dw__mtrailer *t)
+{
+	if (crypt)
+		return summary_sealed(fd, crypt, id, h, t);
+	return dw__manifest_summary(fd, h, t);
 }
 
 int dw__manifest_summary(int fd, struct dw__mheader *h, struct dw__mtrailer *t)

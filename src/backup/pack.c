@@ -369,7 +369,42 @@ int dw__pr_read(struct dw__preader *p, const struct dw__bref *b, uint8_t *out, b
 	if (rc < 0)
 		return rc;
 	pr_slot(p, b->chain_idx, b->pack, &s);
-	if (b->flags & DW__BREF_ZSTD) {
+	if (p->crypt) {
+		size_t n = b->clen >= DW__CRYPT_OVERHEAD ? b->clen - DW__CRYPT_OVERHEAD : 0;
+		uint8_t *plain = out;
+
+		if (b->clen < DW__CRYPT_OVERHEAD || (!(b->flags & DW__BREF_ZSTD) && n != b->ulen))
+			return DW_ECORRUPT;
+		if (p->ccap < b->clen || ((b->flags & DW__BREF_ZSTD) && p->dcap < n)) {
+			uint8_t *nb = p->ccap < b->clen ? dw_realloc(p->cbuf, b->clen) : p->cbuf;
+
+			if (!nb)
+				return -ENOMEM;
+			p->cbuf = nb;
+			p->ccap = p->ccap < b->clen ? b->clen : p->ccap;
+			if (p->dcap < n) {
+				nb = dw_realloc(p->dbuf, n ? n : 1);
+				if (!nb)
+					return -ENOMEM;
+				p->dbuf = nb;
+				p->dcap = n;
+			}
+		}
+		rc = pr_pread(p, s, p->cbuf, b->clen, b->off);
+		if (rc < 0)
+			return rc;
+		if (b->flags & DW__BREF_ZSTD)
+			plain = p->dbuf;
+		rc = dw__blob_open(p->crypt, b->sha, b->ulen, b->flags, p->cbuf, b->clen, plain);
+		if (rc < 0)
+			return rc;
+		if (b->flags & DW__BREF_ZSTD) {
+			size_t u = ZSTD_decompressDCtx(p->dctx, out, b->ulen, p->dbuf, n);
+
+			if (ZSTD_isError(u) || u != b->ulen)
+				return DW_ECORRUPT;
+		}
+	} else if (b->flags & DW__BREF_ZSTD) {
 		size_t n;
 
 		if (p->ccap < b->clen) {
@@ -417,4 +452,6 @@ void dw__pr_close(struct dw__preader *p)
 	p->dctx = NULL;
 	dw_free(p->cbuf);
 	p->cbuf = NULL;
+	dw_free(p->dbuf);
+	p->dbuf = NULL;
 }

@@ -24,9 +24,12 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+
 #include "backup/backup_int.h"
 
 #define CONFIG_MAGIC "dwscale-repository"
+#define CONFIG_V_ENC 2		/* an encrypted repository: older builds refuse it (DW_EVERSION) */
 #define BLIST_MAX    (1u << 20) /* backups listed at most */
 
 static const char *const subdirs[] = { "backups", "packs", "tmp", "locks" };
@@ -45,6 +48,7 @@ const char *dw_backup_type_name(dw_backup_type t)
 
 void dw_backup_repo_config_default(dw_backup_repo_config *cfg)
 {
+	memset(cfg, 0, sizeof(*cfg));
 	cfg->block_size = DW_BACKUP_BLOCK_DEFAULT;
 	cfg->pack_size = DW_BACKUP_PACK_DEFAULT;
 }
@@ -101,8 +105,24 @@ int dw_backup_repo_init(const char *path, const dw_backup_repo_config *cfg)
 			goto out;
 		}
 	}
-	n = snprintf(text, sizeof(text), "%s %d\nblock_size %u\npack_size %u\n", CONFIG_MAGIC,
-		     DW__REPO_VERSION, c.block_size, c.pack_size);
+	if (c.key) {
+		char kcv[2 * DW__SHA_LEN + 1];
+
+		rc = dw__kcv(c.key, kcv);
+		if (rc < 0)
+			goto out;
+		n = snprintf(text, sizeof(text),
+			     "%s %d\nblock_size %u\npack_size %u\nencryption aes-256-gcm\n"
+			     "key_check %s\n",
+			     CONFIG_MAGIC, CONFIG_V_ENC, c.block_size, c.pack_size, kcv);
+	} else {
+		n = snprintf(text, sizeof(text), "%s %d\nblock_size %u\npack_size %u\n",
+			     CONFIG_MAGIC, DW__REPO_VERSION, c.block_size, c.pack_size);
+	}
+	if (n < 0 || n >= (int)sizeof(text)) {
+		rc = DW_ETOOBIG;
+		goto out;
+	}
 	fd = openat(dfd, "config.tmp", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0) {
 		rc = -errno;
@@ -142,6 +162,42 @@ out:
 }
 
 int dw_backup_repo_open(const char *path, dw_backup_repo **out)
+{
+	return dw_backup_repo_open_key(path, NULL, out);
+}
+
+bool dw_backup_repo_encrypted(const dw_backup_repo *r)
+{
+	return r->crypt != NULL;
+}
+
+/* The encryption lines of a version-2 config: the key must match its check value. */
+static int config_key(dw_backup_repo *r, const char *text, const uint8_t *key)
+{
+	const char *e = strstr(text, "\nencryption aes-256-gcm\n");
+	const char *k = strstr(text, "\nkey_check ");
+	char want[2 * DW__SHA_LEN + 1], got[2 * DW__SHA_LEN + 1];
+	int rc;
+
+	if (!e || !k || strlen(k + 11) < 2 * DW__SHA_LEN)
+		return DW_ECORRUPT;
+	memcpy(want, k + 11, 2 * DW__SHA_LEN);
+	want[2 * DW__SHA_LEN] = '\0';
+	if (!key)
+		return DW_EAUTH; /* encrypted: a key is needed */
+	rc = dw__kcv(key, got);
+	if (rc < 0)
+		return rc;
+	if (CRYPTO_memcmp(want, got, sizeof(want)) != 0)
+		return DW_EAUTH; /* not this repository's key */
+	r->crypt = dw_malloc(sizeof(*r->crypt));
+	if (!r->crypt)
+		return -ENOMEM;
+	memcpy(r->crypt->key, key, DW_BACKUP_KEY_LEN);
+	return 0;
+}
+
+int dw_backup_repo_open_key(const char *path, const uint8_t *key, dw_backup_repo **out)
 {
 	dw_backup_repo *r = NULL;
 	char text[256];
@@ -183,9 +239,14 @@ int dw_backup_repo_open(const char *path, dw_backup_repo **out)
 		rc = strncmp(text, CONFIG_MAGIC, strlen(CONFIG_MAGIC)) ? DW_ENOTFOUND : DW_ECORRUPT;
 		goto fail;
 	}
-	if (ver != DW__REPO_VERSION) {
+	if (ver != DW__REPO_VERSION && ver != CONFIG_V_ENC) {
 		rc = DW_EVERSION;
 		goto fail;
+	}
+	if (ver == CONFIG_V_ENC) {
+		rc = config_key(r, text, key);
+		if (rc < 0)
+			goto fail;
 	}
 	if (bs < DW_BACKUP_BLOCK_MIN || bs > DW_BACKUP_BLOCK_MAX || ps < bs) {
 		rc = DW_ECORRUPT;
@@ -217,6 +278,9 @@ void dw_backup_repo_close(dw_backup_repo *r)
 		return;
 	if (r->dirfd >= 0)
 		close(r->dirfd);
+	if (r->crypt)
+		OPENSSL_cleanse(r->crypt->key, sizeof(r->crypt->key));
+	dw_free(r->crypt);
 	dw_free(r->path);
 	dw_free(r);
 }
@@ -272,7 +336,7 @@ static int info_from_manifest(dw_backup_repo *r, const char *id, dw_backup_info 
 	fd = openat(r->dirfd, rel, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return errno == ENOENT ? DW_ENOTFOUND : -errno;
-	rc = dw__manifest_summary(fd, &h, &t);
+	rc = dw__manifest_summary2(fd, r->crypt, id, &h, &t);
 	close(fd);
 	if (rc < 0)
 		return rc;

@@ -248,6 +248,8 @@ static void *writer_main(void *arg)
 
 	if (rc == 0)
 		pr.io = s->o->io;
+	if (rc == 0)
+		pr.crypt = s->r->crypt;
 
 	pthread_mutex_lock(&s->mu);
 	if (rc < 0 && !s->err)
@@ -693,7 +695,7 @@ int dw_backup_restore(dw_backup_repo *r, const char *id, const dw_backup_restore
 	rc = open_manifest(r, info.id, &mfd);
 	if (rc < 0)
 		goto out;
-	rc = dw__mr_open(&m, mfd);
+	rc = dw__mr_open2(&m, mfd, r->crypt, info.id);
 	if (rc < 0)
 		goto out;
 	mopen = true;
@@ -704,6 +706,7 @@ int dw_backup_restore(dw_backup_repo *r, const char *id, const dw_backup_restore
 	if (rc < 0)
 		goto out;
 	pr.io = o->io;
+	pr.crypt = r->crypt;
 	propen = true;
 	if (mkdir(o->target, 0700) < 0 && errno != EEXIST) {
 		rc = -errno;
@@ -893,7 +896,7 @@ static int check_one(struct chk *c, const char *id, bool read_data, uint8_t **bu
 	rc = open_manifest(c->r, id, &fd);
 	if (rc < 0)
 		goto out;
-	rc = dw__mr_open(&m, fd);
+	rc = dw__mr_open2(&m, fd, c->r->crypt, id);
 	if (rc < 0) {
 		problem(c, id, "manifest header unreadable: %s", dw_strerror(rc));
 		rc = 0;
@@ -922,6 +925,7 @@ static int check_one(struct chk *c, const char *id, bool read_data, uint8_t **bu
 		*bcap = m.h.block_size;
 	}
 	rc = dw__pr_open(&pr, c->r->dirfd, m.h.chain, m.h.chain_len);
+	pr.crypt = c->r->crypt;
 	if (rc < 0)
 		goto out;
 	propen = true;

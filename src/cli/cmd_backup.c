@@ -10,6 +10,7 @@
  * backup). Everything a script needs is in the JSON; everything a person needs is in the text.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <math.h>
 #include <pthread.h>
@@ -162,13 +163,62 @@ static dw_io *open_io(bool plain)
 	return io;
 }
 
-static int open_repo(const char *repo, dw_backup_repo **r)
+/* --key-file, else $DWSCALE_BACKUP_KEY_FILE, else NULL. */
+static const char *key_path(const char *opt)
 {
+	const char *e = getenv("DWSCALE_BACKUP_KEY_FILE");
+
+	return opt ? opt : (e && *e ? e : NULL);
+}
+
+/* Load the key named by --key-file or the environment; 0 with *have = false if none. */
+static int load_key(const char *opt, uint8_t key[DW_BACKUP_KEY_LEN], bool *have)
+{
+	const char *path = key_path(opt);
+	int rc;
+
+	*have = false;
+	if (!path)
+		return 0;
+	rc = dw_backup_key_load(path, key);
+	if (rc < 0) {
+		fprintf(stderr, "dwscale backup: cannot use key file %s: %s\n", path,
+			rc == DW_ECONFIG ? "not a key (one line of 64 hex digits, from "
+					   "'dwscale backup keygen')"
+					 : dw_strerror(rc));
+		return rc == DW_ENOTFOUND ? DW_EXIT_NOTFOUND : DW_EXIT_USAGE;
+	}
+	*have = true;
+	return 0;
+}
+
+static int open_repo(const char *repo, const char *key_opt, dw_backup_repo **r)
+{
+	uint8_t key[DW_BACKUP_KEY_LEN];
+	bool have = false;
 	int rc;
 
 	if (!repo)
 		return dw__usage_error(CMD, "--repo REPO is required");
-	rc = dw_backup_repo_open(repo, r);
+	rc = load_key(key_opt, key, &have);
+	if (rc)
+		return rc;
+	rc = dw_backup_repo_open_key(repo, have ? key : NULL, r);
+	memset(key, 0, sizeof(key));
+	if (rc == DW_EAUTH) {
+		if (have)
+			fprintf(stderr,
+				"dwscale backup: the key in %s is not the key of %s (nothing was "
+				"read or changed)\n",
+				key_path(key_opt), repo);
+		else
+			fprintf(stderr,
+				"dwscale backup: %s is encrypted: give its key with --key-file "
+				"FILE "
+				"or DWSCALE_BACKUP_KEY_FILE\n",
+				repo);
+		return DW_EXIT_ERROR;
+	}
 	if (rc == DW_ENOTFOUND) {
 		fprintf(stderr,
 			"dwscale backup: %s is not a backup repository (create one with "
@@ -186,8 +236,13 @@ static int open_repo(const char *repo, dw_backup_repo **r)
 static int cmd_init(int argc, char **argv)
 {
 	static const struct option lo[] = { { "block-size", required_argument, NULL, 'b' },
+					    { "encrypt", no_argument, NULL, 'e' },
+					    { "key-file", required_argument, NULL, 'K' },
 					    { NULL, 0, NULL, 0 } };
 	dw_backup_repo_config cfg;
+	uint8_t key[DW_BACKUP_KEY_LEN];
+	const char *key_opt = NULL;
+	bool encrypt = false, have = false;
 	uint64_t v;
 	int c, rc;
 
@@ -199,11 +254,32 @@ static int cmd_init(int argc, char **argv)
 			cfg.block_size = (uint32_t)v;
 			continue;
 		}
+		if (c == 'e') {
+			encrypt = true;
+			continue;
+		}
+		if (c == 'K') {
+			key_opt = optarg;
+			continue;
+		}
 		return dw__usage_error(CMD, "bad option or value '%s'", argv[optind - 1]);
 	}
 	if (optind + 1 != argc)
 		return dw__usage_error(CMD, "init takes one REPO directory");
+	if (encrypt) {
+		rc = load_key(key_opt, key, &have);
+		if (rc)
+			return rc;
+		if (!have)
+			return dw__usage_error(CMD,
+					       "--encrypt needs --key-file FILE (make one with "
+					       "'dwscale backup keygen -o FILE')");
+		cfg.key = key;
+	} else if (key_opt) {
+		return dw__usage_error(CMD, "--key-file without --encrypt");
+	}
 	rc = dw_backup_repo_init(argv[optind], &cfg);
+	memset(key, 0, sizeof(key));
 	if (rc == DW_EEXIST) {
 		fprintf(stderr,
 			"dwscale backup init: %s is not empty (a repository or other files "
@@ -213,7 +289,58 @@ static int cmd_init(int argc, char **argv)
 	}
 	if (rc < 0)
 		return fail("init", rc);
-	printf("initialised repository %s\n", argv[optind]);
+	printf("initialised %srepository %s\n", encrypt ? "encrypted (AES-256-GCM) " : "",
+	       argv[optind]);
+	return DW_EXIT_OK;
+}
+
+/* ---- keygen --------------------------------------------------------------------------------- */
+
+/* A new key: printed, or written to a new file (mode 0600, never over an existing one). */
+static int cmd_keygen(int argc, char **argv)
+{
+	uint8_t key[DW_BACKUP_KEY_LEN];
+	char line[2 * DW_BACKUP_KEY_LEN + 2];
+	const char *path = NULL;
+	int fd, rc;
+
+	for (int i = 1; i < argc; i++) {
+		if ((strcmp(argv[i], "-o") == 0 || strcmp(argv[i], "--out") == 0) && i + 1 < argc)
+			path = argv[++i];
+		else
+			return dw__usage_error(CMD, "keygen takes only [-o FILE]");
+	}
+	rc = dw_backup_key_generate(key);
+	if (rc == 0)
+		rc = dw_backup_key_format(key, line, sizeof(line));
+	memset(key, 0, sizeof(key));
+	if (rc < 0)
+		return fail("keygen", rc);
+	strcat(line, "\n");
+	if (!path) {
+		fputs(line, stdout);
+		return DW_EXIT_OK;
+	}
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		fprintf(stderr, "dwscale backup keygen: cannot create %s: %s%s\n", path,
+			strerror(errno),
+			errno == EEXIST ? " (an existing key is never replaced)" : "");
+		return DW_EXIT_ERROR;
+	}
+	if (write(fd, line, strlen(line)) != (ssize_t)strlen(line) || fsync(fd) < 0) {
+		fprintf(stderr, "dwscale backup keygen: cannot write %s: %s\n", path,
+			strerror(errno));
+		close(fd);
+		unlink(path);
+		return DW_EXIT_ERROR;
+	}
+	close(fd);
+	memset(line, 0, sizeof(line));
+	fprintf(stderr,
+		"wrote a new backup key to %s: keep a copy; without it the backups "
+		"cannot be read\n",
+		path);
 	return DW_EXIT_OK;
 }
 
@@ -377,8 +504,10 @@ static int cmd_create(int argc, char **argv)
 		{ "checkpoint", required_argument, NULL, 'c' },
 		{ "no-resume", no_argument, NULL, 'N' },
 		{ "no-io-scheduler", no_argument, NULL, 'P' },
+		{ "key-file", required_argument, NULL, 'K' },
 		{ NULL, 0, NULL, 0 },
 	};
+	const char *key_opt = NULL;
 	struct ccreate cc = { 0 };
 	dw_io *io = NULL;
 	bool plain_io = false;
@@ -446,6 +575,9 @@ static int cmd_create(int argc, char **argv)
 		case 'P':
 			plain_io = true;
 			break;
+		case 'K':
+			key_opt = optarg;
+			break;
 		default:
 			return dw__usage_error(CMD, "unknown or incomplete option '%s'",
 					       argv[optind - 1]);
@@ -459,7 +591,7 @@ static int cmd_create(int argc, char **argv)
 		return dw__usage_error(CMD, "create needs at least one SRC directory");
 	if (n > SOURCES_MAX)
 		return dw__usage_error(CMD, "at most %d sources at once", SOURCES_MAX);
-	rc = open_repo(repo, &cc.r);
+	rc = open_repo(repo, key_opt, &cc.r);
 	if (rc)
 		return rc;
 	jobs = calloc(n, sizeof(*jobs));
@@ -798,8 +930,10 @@ static int cmd_other(const char *verb, int argc, char **argv)
 		{ "threads", required_argument, NULL, 't' },
 		{ "clean", no_argument, NULL, 'C' },
 		{ "no-io-scheduler", no_argument, NULL, 'P' },
+		{ "key-file", required_argument, NULL, 'K' },
 		{ NULL, 0, NULL, 0 },
 	};
+	const char *key_opt = NULL;
 	bool plain_io = false;
 	dw_io *io = NULL;
 	const char *repo = NULL, *target = NULL, *path = NULL;
@@ -842,6 +976,9 @@ static int cmd_other(const char *verb, int argc, char **argv)
 		case 'P':
 			plain_io = true;
 			break;
+		case 'K':
+			key_opt = optarg;
+			break;
 		case 't':
 			threads = atoi(optarg);
 			if (threads < 1 || threads > 64)
@@ -877,7 +1014,7 @@ static int cmd_other(const char *verb, int argc, char **argv)
 			return dw__usage_error(CMD, "restore takes one backup ID (or 'latest')");
 		if (!target)
 			return dw__usage_error(CMD, "restore needs --target DIR");
-		rc = open_repo(repo, &r);
+		rc = open_repo(repo, key_opt, &r);
 		if (rc)
 			return rc;
 		dw_backup_restore_opts_default(&ro);
@@ -921,7 +1058,7 @@ static int cmd_other(const char *verb, int argc, char **argv)
 	}
 	if (optind != argc)
 		return dw__usage_error(CMD, "unexpected argument '%s'", argv[optind]);
-	rc = open_repo(repo, &r);
+	rc = open_repo(repo, key_opt, &r);
 	if (rc)
 		return rc;
 	if (strcmp(verb, "list") == 0) {
@@ -1019,14 +1156,16 @@ int dw__cmd_backup(int argc, char **argv)
 	const char *verb;
 
 	if (argc < 2)
-		return dw__usage_error(CMD, "missing verb (init, create, restore, list, check, "
-					    "prune, recover)");
+		return dw__usage_error(CMD, "missing verb (init, keygen, create, restore, list, "
+					    "check, prune, recover)");
 	verb = argv[1];
 	/* results go to stdout; the library's per-backup info lines would only repeat them */
 	if (dw_log_get_level() == DW_LOG_INFO)
 		dw_log_set_level(DW_LOG_WARN);
 	if (strcmp(verb, "init") == 0)
 		return cmd_init(argc - 1, argv + 1);
+	if (strcmp(verb, "keygen") == 0)
+		return cmd_keygen(argc - 1, argv + 1);
 	if (strcmp(verb, "create") == 0)
 		return cmd_create(argc - 1, argv + 1);
 	if (strcmp(verb, "restore") == 0 || strcmp(verb, "list") == 0 ||
