@@ -6,7 +6,8 @@
 #   large  a few large files, ~1 GiB
 # For each tool and tree: full backup, no-change incremental, restore into an empty directory;
 # dwscale twice: through its I/O scheduler at Low priority (the default) and with
-# --no-io-scheduler, to show what the scheduler costs;
+# --no-io-scheduler, to show what the scheduler costs, and a third time into an encrypted
+# repository (AES-256-GCM) to show what encryption costs;
 # median wall time of RUNS runs (each run on a fresh repository), peak RSS of the process.
 # Ratios are dwscale / the faster peer for times and the smaller peer for RSS (lower is
 # better), peer / dwscale for restore throughput (higher is better). Finally, four sources at
@@ -46,6 +47,8 @@ FILES = int(os.environ.get("DW_BENCH_BACKUP_FILES", 100000))
 SMALL_MB = int(os.environ.get("DW_BENCH_BACKUP_SMALL_MB", 500))
 LARGE_MB = int(os.environ.get("DW_BENCH_BACKUP_LARGE_MB", 1024))
 RUNS = int(os.environ.get("DW_BENCH_BACKUP_RUNS", 3))
+KEY = os.path.join(DIR, "backup.key")
+subprocess.run([DW, "backup", "keygen", "-o", KEY], check=True, stderr=subprocess.DEVNULL)
 ENV = dict(os.environ, RESTIC_PASSWORD="bench", BORG_PASSPHRASE="",
            BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK="yes", BORG_RELOCATED_REPO_ACCESS_IS_OK="yes")
 
@@ -92,11 +95,15 @@ class Tool:
         self.name = name
     def plain(self):
         # dwscale goes through its I/O scheduler at Low priority by default (as in a node);
-        # "dwscale-plain" measures what the scheduler costs
+        # "dwscale-plain" measures what the scheduler costs, "dwscale-enc" what encryption does
+        if self.name == "dwscale-enc":
+            return ["--key-file", KEY]
         return ["--no-io-scheduler"] if self.name == "dwscale-plain" else []
     def init(self, repo):
         if self.name.startswith("dwscale"):
             cmd = [DW, "backup", "init", repo]
+            if self.name == "dwscale-enc":
+                cmd += ["--encrypt", "--key-file", KEY]
         elif self.name == "restic":
             cmd = ["restic", "init", "--repo", repo, "--repository-version", "2"]
         else:
@@ -124,7 +131,7 @@ def bench_tree(label, src):
     size = du(src)
     print("\n== %s tree: %d MB in %s" % (label, size // 1_000_000, src), flush=True)
     res = {}
-    for name in ("dwscale", "dwscale-plain", "restic", "borg"):
+    for name in ("dwscale", "dwscale-plain", "dwscale-enc", "restic", "borg"):
         tool = Tool(name)
         full, inc, rest, rss, stored = [], [], [], [], 0
         for r in range(RUNS):
@@ -151,6 +158,9 @@ def bench_tree(label, src):
     p = res["dwscale-plain"]
     print("  I/O scheduler cost (dwscale / dwscale --no-io-scheduler): full %.2f   restore %.2f" % (
         d["full"] / p["full"], d["restore"] / p["restore"]))
+    e = res["dwscale-enc"]
+    print("  encryption cost (encrypted repository / plain one): full %.2f   restore %.2f" % (
+        e["full"] / d["full"], e["restore"] / d["restore"]))
     return res
 
 def bench_adaptive(src_root):
