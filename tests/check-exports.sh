@@ -9,9 +9,12 @@ bad=$(nm -D --defined-only "$lib" | awk '$2 ~ /[TDBR]/ {print $3}' | sed 's/@.*/
 if [ -n "$bad" ]; then
 	echo "unexpected exports from $lib:"; echo "$bad"; exit 1
 fi
-n=$(nm -D --defined-only "$lib" | grep -c ' T dw_' || true)
+# Read nm's output once: `nm | grep -q` under pipefail fails at random when grep stops reading
+# early and nm dies of SIGPIPE (a large sanitizer build makes that likely).
+syms=$(nm -D --defined-only --with-symbol-versions "$lib")
+n=$(grep -c ' T dw_' <<<"$syms" || true)
 if [ "$n" -lt 10 ]; then echo "only $n dw_ functions exported from $lib"; exit 1; fi
-if nm -D --defined-only "$lib" | grep -q ' T dw__'; then echo "internal dw__ symbol exported"; exit 1; fi
-nm -D --defined-only --with-symbol-versions "$lib" | grep -q 'dw_strerror@@DWSCALE_0.1' ||
+if grep -q ' T dw__' <<<"$syms"; then echo "internal dw__ symbol exported"; exit 1; fi
+grep -q 'dw_strerror@@DWSCALE_0.1' <<<"$syms" ||
 	{ echo "dw_strerror not versioned DWSCALE_0.1"; exit 1; }
 echo "$n public functions exported, all versioned"
