@@ -44,6 +44,10 @@
  *     ("gone": no event, never announced) so stale copies cannot bring them back.
  *  6. A node that was stopped (a gap of more than H/2 between two calls) moves every removal
  *     clock forward by the gap: it judges its peers only on time it was listening.
+ *  7. Piggybacked news is best effort; counts are the backstop. A Star leaf or Federated member
+ *     whose count stays below its hub's or leader's report for DW__DISSEM_ROUNDS + 1 intervals
+ *     pulls the hub's view in pages (check_hub_count(), receive.c), so every node of a scope
+ *     ends up knowing all of it, however bursty the joins.
  *
  * State of a member as seen by a monitor:
  *

@@ -356,6 +356,10 @@ struct dw_fabric {
 	size_t nseeds, seed_next;
 	dw_fabric_addr sync_from;
 	uint32_t sync_offset, sync_total;
+	/* a leaf or group member counting fewer members than its hub or leader reports: that
+	 * report, and since when it has stood unchanged (see check_hub_count() in receive.c) */
+	uint32_t gap_count;
+	uint64_t gap_since_ns;
 
 	uint64_t next_round_ns, next_check_ns, next_join_ns, next_flush_ns;
 	unsigned flush_left;

@@ -175,6 +175,42 @@ static void handle_page(dw_fabric *f, const dw_fabric_addr *from, const uint8_t 
 		f->next_round_ns = dw__fabric_now(f);
 }
 
+/*
+ * Anti-entropy for leaves and group members. They hear of other members only through their hub
+ * or leader, which piggybacks each change on its answers for DW__DISSEM_ROUNDS rounds; when more
+ * changes are pending than fit in one packet (a burst of joins), the rotation can line up with
+ * the round and leave a member out of every answer to the same node, for good. So a node that
+ * counts fewer members than its hub reports, while that report stays the same for
+ * DW__DISSEM_ROUNDS + 1 rounds (the joins have stopped and their news has had every chance),
+ * pulls the hub's view in pages as after a join. While a cluster grows the report keeps moving,
+ * so growth costs no pulls; at rest counts agree, so a quiet cluster costs none either.
+ */
+static void check_hub_count(dw_fabric *f, const struct member *hub, uint32_t theirs)
+{
+	uint64_t now = dw__fabric_now(f);
+	uint32_t mine;
+
+	dw__fabric_roles(f);
+	mine = f->topology == DW_FABRIC_FEDERATED ? f->m[0].group_size : f->st.cluster_size;
+	if (theirs <= mine) {
+		f->gap_count = 0;
+		return;
+	}
+	if (theirs != f->gap_count) {
+		f->gap_count = theirs;
+		f->gap_since_ns = now;
+		return;
+	}
+	if (now - f->gap_since_ns < (DW__DISSEM_ROUNDS + 1) * dw__fabric_interval(f))
+		return;
+	f->gap_count = 0;
+	f->join = J_SYNCING;
+	f->sync_from.ip = hub->ip;
+	f->sync_from.port = hub->port;
+	f->sync_offset = 0;
+	f->next_join_ns = now;
+}
+
 int dw_fabric_receive(dw_fabric *f, const dw_fabric_addr *from, const void *buf, size_t len)
 {
 	struct dw__wire_hdr hdr;
@@ -184,7 +220,8 @@ int dw_fabric_receive(dw_fabric *f, const dw_fabric_addr *from, const void *buf,
 	struct dw__wire_item it;
 	struct member *sender = NULL;
 	struct replay_slot *rs;
-	bool first = true, sender_dead = false;
+	bool first = true, sender_dead = false, have_count = false;
+	uint32_t hub_count = 0;
 	uint64_t now;
 	int rc;
 
@@ -273,6 +310,10 @@ int dw_fabric_receive(dw_fabric *f, const dw_fabric_addr *from, const void *buf,
 					f->reported_size = it.u.cluster.size;
 					f->roles_dirty = true;
 				}
+				have_count = sender->id == f->hub_id;
+				hub_count = f->topology == DW_FABRIC_FEDERATED
+						    ? it.u.cluster.group_size
+						    : it.u.cluster.size;
 			}
 		}
 		if (hdr.type == DW__PKT_JOIN_ACK || hdr.type == DW__PKT_SYNC)
@@ -292,6 +333,14 @@ int dw_fabric_receive(dw_fabric *f, const dw_fabric_addr *from, const void *buf,
 			if (m && dw__fabric_live(m) && age <= now)
 				dw__fabric_on_evidence(f, m, now - age);
 		}
+	}
+	/* after the whole packet: its piggybacked members count too */
+	if (have_count && hub_count && f->join == J_JOINED && !f->relay &&
+	    f->topology != DW_FABRIC_MESH) {
+		struct member *hub = dw__fabric_find(f, hdr.sender);
+
+		if (hub && hub->id == f->hub_id)
+			check_hub_count(f, hub, hub_count);
 	}
 	switch (hdr.type) {
 	case DW__PKT_PING:

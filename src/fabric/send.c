@@ -3,10 +3,11 @@
  * Fabric sending: the dissemination queue and every packet the protocol logic builds.
  *
  * Each packet starts with the sender's own record (the receiver refuses a packet that does
- * not), then as a rule the cluster item (epoch, topology, sizes), then whatever the type needs,
- * and fills any room left with pending updates, rotating so each gets its turn: membership news
- * rides on heartbeats instead of costing packets of its own. Only removals and topology changes
- * are pushed at once (UPDATE), by hubs and leaders, DW__URGENT_PUSHES times.
+ * not). Status packets (PING, ACK, UPDATE) and member pages then carry the cluster item (epoch,
+ * topology, sizes), and status packets fill any room left with pending updates, rotating so each
+ * gets its turn: membership news rides on heartbeats instead of costing packets of its own.
+ * Only removals and topology changes are pushed at once (UPDATE), by hubs and leaders,
+ * DW__URGENT_PUSHES times.
  *
  * Packets are built on the stack (DW__WIRE_MAX_PACKET bytes) and handed to the transport
  * vtable; a failed MAC or send is counted, never retried here (the protocol's own repetition
