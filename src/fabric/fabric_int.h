@@ -343,6 +343,7 @@ struct dw_fabric {
 	uint64_t low_id;	/* lowest live id I know: the coordinator, always a leader */
 	bool relay;		/* I am hub or leader: I re-disseminate what I learn */
 	uint32_t reported_size; /* Federated member: cluster size from my leader */
+	bool count_partial;	/* Federated leader: under half the leaders have reported */
 	uint32_t ngroups;	/* cached from the limits */
 	bool stepped_down;	/* no longer a leader: the other leaders must hear it */
 	/* ids of the members I monitor, so the H/10 check does not walk a whole Federated view

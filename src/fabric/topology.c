@@ -120,6 +120,7 @@ void dw__fabric_recompute_roles(dw_fabric *f)
 	uint8_t want_flags;
 	uint32_t alive = 0, suspect = 0, dead = 0, group_alive = 0;
 	uint64_t leaders_sum = 0;
+	uint32_t leaders_unreported = 0, leaders_reported = 0;
 	bool was_relay;
 
 	for (size_t i = 0; i < f->n; i++) {
@@ -184,9 +185,28 @@ void dw__fabric_recompute_roles(dw_fabric *f)
 		if (mon && mon_push(f, m->id) < 0)
 			f->mon_overflow = true; /* check() then scans the whole view */
 		if (f->topology == DW_FABRIC_FEDERATED && dw__fabric_live(m) &&
-		    dw__fabric_is_leader(m) && m->lgroup != mygroup)
-			leaders_sum += m->group_size ? m->group_size : 1; /* not reported yet */
+		    dw__fabric_is_leader(m) && m->lgroup != mygroup) {
+			if (m->group_size) {
+				leaders_sum += m->group_size;
+				leaders_reported++;
+			} else {
+				leaders_unreported++;
+			}
+		}
 	}
+	/*
+	 * A leader hears the group size of another only from that leader's own packets, and with
+	 * many groups not every leader reaches the coordinator within the hold after a switch.
+	 * Counting a silent leader as 1 made a cluster of 900 look like 110 and switch back to
+	 * Mesh. Groups are filled by hashing ids, so a silent leader is counted at the mean of the
+	 * groups that did report (mine included), and while under half of them have reported the
+	 * count is marked partial and the coordinator does not act on it.
+	 */
+	if (leaders_unreported)
+		leaders_sum += (uint64_t)leaders_unreported *
+			       ((leaders_sum + group_alive) / (leaders_reported + 1));
+	f->count_partial =
+		f->topology == DW_FABRIC_FEDERATED && leaders_unreported > leaders_reported + 1;
 	f->st.alive = alive;
 	f->st.suspect = suspect;
 	f->st.dead = dead;
@@ -312,6 +332,8 @@ void dw__fabric_coordinate(dw_fabric *f)
 	if (f->last_switch_ns &&
 	    dw__fabric_now(f) - f->last_switch_ns < 2 * dw__fabric_dead_after(f))
 		return;
+	if (f->count_partial)
+		return; /* see dw__fabric_roles */
 	want = choose(&f->cfg.limits, f->topology, f->base, f->st.cluster_size);
 	if (want == f->topology) {
 		f->recommended = false;

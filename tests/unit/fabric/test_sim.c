@@ -293,6 +293,36 @@ static void test_growth_to_1000(void **state)
 }
 
 /*
+ * Growth from 1 to 1,000 on the default limits: Mesh switches to Star at 400 and Star straight to
+ * Federated at 800 (Mesh holds only 500), and nothing after. Before the coordinator estimated the
+ * groups of leaders it had not heard from yet, it counted each as 1 and took a cluster of 900
+ * for 110, back to Mesh (seed 3 showed it).
+ */
+static void test_growth_to_1000_default_limits(void **state)
+{
+	dw_fabric_sim_config c;
+	dw_fabric_sim_result r;
+
+	(void)state;
+	if (UNDER_TSAN) {
+		print_message("  (growth to 1,000 left out under TSan)\n");
+		return;
+	}
+	base(&c, DW_FABRIC_MESH, 1, 1800);
+	c.seed = 3;
+	c.grow_to = 1000;
+	run(&c, &r);
+	assert_int_equal(r.false_removals, 0);
+	assert_string_equal(r.switch_log, "mesh->star@400 star->federated@800");
+	assert_int_equal(r.switches, 2);
+	assert_int_equal(r.final_topology, DW_FABRIC_FEDERATED);
+	assert_int_equal(r.final_nodes, 1000);
+	assert_int_equal(r.final_size_min, 1000);
+	assert_int_equal(r.final_size_max, 1000);
+	assert_true(r.final_alive_views_agree);
+}
+
+/*
  * A burst of joins (one every 20 ms, far inside one interval): more news is pending at the hub or
  * leader than fits in one answer, so some leaves miss some joins on every answer; they must
  * still end up knowing every member (they pull the view once the hub's count stops moving).
@@ -391,6 +421,7 @@ int main(void)
 		cmocka_unit_test(test_pause),
 		cmocka_unit_test(test_growth_switches),
 		cmocka_unit_test(test_growth_to_1000),
+		cmocka_unit_test(test_growth_to_1000_default_limits),
 		cmocka_unit_test(test_growth_recommend),
 		cmocka_unit_test(test_join_burst),
 		cmocka_unit_test(test_same_seed_same_hash),
