@@ -688,6 +688,8 @@ static int visit(struct job *j, int dfd, const char *name, size_t plen, int dept
 		dw_free(e);
 		e = NULL;
 		rc = walk_dir(j, fd, plen, depth + 1);
+		fd = -1; /* walk_dir closed it: closing it again here could close a descriptor
+			  * another job's thread has just been given the same number */
 	} else if (S_ISLNK(st.st_mode)) {
 		ssize_t n;
 
