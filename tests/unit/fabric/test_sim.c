@@ -265,10 +265,25 @@ static void test_growth_switches(void **state)
  * (the coordinator admits every join in Mesh and Star, so it counts exactly), and the 1,000 nodes
  * end in one Federated cluster that every node counts whole.
  */
+/* Grow as c says: exactly the switches in want, to 1,000 nodes in Federated, all agreeing. */
+static void grow_and_check(const dw_fabric_sim_config *c, const char *want)
+{
+	dw_fabric_sim_result r;
+
+	run(c, &r);
+	assert_int_equal(r.false_removals, 0);
+	assert_string_equal(r.switch_log, want);
+	assert_int_equal(r.switches, 2);
+	assert_int_equal(r.final_topology, DW_FABRIC_FEDERATED);
+	assert_int_equal(r.final_nodes, 1000);
+	assert_int_equal(r.final_size_min, 1000);
+	assert_int_equal(r.final_size_max, 1000);
+	assert_true(r.final_alive_views_agree);
+}
+
 static void test_growth_to_1000(void **state)
 {
 	dw_fabric_sim_config c;
-	dw_fabric_sim_result r;
 
 	(void)state;
 	if (UNDER_TSAN) {
@@ -281,15 +296,7 @@ static void test_growth_to_1000(void **state)
 	c.limits.star_switch_at = 300;
 	c.grow_to = 1000;
 	c.grow_every_ns = DW_NS_PER_SEC / 2; /* Star still reaches 300 after its 2*K*H hold */
-	run(&c, &r);
-	assert_int_equal(r.false_removals, 0);
-	assert_int_equal(r.switches, 2);
-	assert_string_equal(r.switch_log, "mesh->star@40 star->federated@300");
-	assert_int_equal(r.final_topology, DW_FABRIC_FEDERATED);
-	assert_int_equal(r.final_nodes, 1000);
-	assert_int_equal(r.final_size_min, 1000);
-	assert_int_equal(r.final_size_max, 1000);
-	assert_true(r.final_alive_views_agree);
+	grow_and_check(&c, "mesh->star@40 star->federated@300");
 }
 
 /*
@@ -301,7 +308,6 @@ static void test_growth_to_1000(void **state)
 static void test_growth_to_1000_default_limits(void **state)
 {
 	dw_fabric_sim_config c;
-	dw_fabric_sim_result r;
 
 	(void)state;
 	if (UNDER_TSAN) {
@@ -311,15 +317,7 @@ static void test_growth_to_1000_default_limits(void **state)
 	base(&c, DW_FABRIC_MESH, 1, 1800);
 	c.seed = 3;
 	c.grow_to = 1000;
-	run(&c, &r);
-	assert_int_equal(r.false_removals, 0);
-	assert_string_equal(r.switch_log, "mesh->star@400 star->federated@800");
-	assert_int_equal(r.switches, 2);
-	assert_int_equal(r.final_topology, DW_FABRIC_FEDERATED);
-	assert_int_equal(r.final_nodes, 1000);
-	assert_int_equal(r.final_size_min, 1000);
-	assert_int_equal(r.final_size_max, 1000);
-	assert_true(r.final_alive_views_agree);
+	grow_and_check(&c, "mesh->star@400 star->federated@800");
 }
 
 /*
