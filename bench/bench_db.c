@@ -503,8 +503,9 @@ static void child_blob(const void *varg, struct result *r)
 	}
 	rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL);
 	if (rc == SQLITE_OK)
-		rc = sqlite3_prepare_v2(db, "SELECT oid, chunks, rowsums FROM objects WHERE key = ?1", -1,
-					&st, NULL);
+		rc = sqlite3_prepare_v2(db,
+					"SELECT oid, chunks, rowsums FROM objects WHERE key = ?1",
+					-1, &st, NULL);
 	if (rc != SQLITE_OK) {
 		set_msg(r, DW_EBACKEND, "blob reader", sqlite3_errmsg(db));
 		goto out;
