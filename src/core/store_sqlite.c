@@ -193,6 +193,32 @@ rollback:
 	return rc;
 }
 
+/*
+ * Put the file in WAL mode, writing the mode into mode[]. The first statement reads the header,
+ * so a file that is not a database fails here. Changing the journal mode needs an exclusive lock,
+ * and SQLite answers SQLITE_BUSY at once, without its busy handler, when another connection is
+ * doing the same to a new file (each holds the shared lock the other waits on). So the change is
+ * retried with a growing pause, up to BUSY_TIMEOUT_MS, like any other busy wait.
+ */
+static int set_wal(struct sq *q, char *mode, size_t cap)
+{
+	unsigned waited_ms = 0, pause_ms = 1;
+	int rc;
+
+	rc = pragma_row(q, "PRAGMA journal_mode", NULL, mode, cap);
+	if (rc < 0 || strcmp(mode, "wal") == 0)
+		return rc;
+	for (;;) {
+		rc = pragma_row(q, "PRAGMA journal_mode = WAL", NULL, mode, cap);
+		if (rc != DW_ELOCKED || waited_ms >= BUSY_TIMEOUT_MS)
+			return rc;
+		usleep(pause_ms * 1000u);
+		waited_ms += pause_ms;
+		if (pause_ms < 64)
+			pause_ms *= 2;
+	}
+}
+
 /* Create path with mode 0600 if it does not exist, making the new name durable. */
 static int create_file(struct sq *q, const char *path)
 {
@@ -464,8 +490,7 @@ int dw__store_sqlite_open(struct dw_store *s, const char *path)
 		goto out;
 	}
 	sqlite3_busy_timeout(q->db, BUSY_TIMEOUT_MS);
-	/* The first statement reads the header: a file that is not a database fails here. */
-	rc = pragma_row(q, "PRAGMA journal_mode = WAL", NULL, mode, sizeof(mode));
+	rc = set_wal(q, mode, sizeof(mode));
 	if (rc < 0)
 		goto out;
 	if (strcmp(mode, memory ? "memory" : "wal") != 0) {

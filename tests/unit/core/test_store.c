@@ -888,6 +888,7 @@ struct opener {
 	const char *uri;
 	int id;
 	int rc;
+	char msg[256];
 };
 
 static void *open_and_put(void *arg)
@@ -897,10 +898,14 @@ static void *open_and_put(void *arg)
 	char k[32];
 
 	o->rc = dw_store_open(o->uri, &s);
-	if (o->rc != 0)
+	if (o->rc != 0) {
+		snprintf(o->msg, sizeof(o->msg), "open: %s", dw_store_errmsg(NULL));
 		return NULL;
+	}
 	snprintf(k, sizeof(k), "dw://open/%d", o->id);
 	o->rc = dw_store_put(s, k, "o", 1);
+	if (o->rc != 0)
+		snprintf(o->msg, sizeof(o->msg), "put: %s", dw_store_errmsg(s));
 	dw_store_close(s);
 	return NULL;
 }
@@ -920,7 +925,8 @@ static void test_concurrent_open(void **state)
 	}
 	for (int i = 0; i < THREADS; i++) {
 		assert_int_equal(pthread_join(th[i], NULL), 0);
-		assert_int_equal(o[i].rc, 0);
+		if (o[i].rc != 0)
+			fail_msg("opener %d: %s (%s)", i, dw_strerror(o[i].rc), o[i].msg);
 	}
 	s = open_ok(td.uri);
 	assert_int_equal(count_scan(s, "dw://open/"), THREADS);
