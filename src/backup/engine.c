@@ -19,10 +19,17 @@
  *
  * head, work and tail (protected by mu) are the next slot to fill, to hash and to commit;
  * tail <= work <= head <= tail + nslots. A slot's contents belong to exactly one thread at a
- * time, as its state says, so they are touched without the lock. The ring has a fixed number of
- * slots, so memory is bounded by nslots x (block + compressed block) whatever the tree holds;
+ * time, as its state says, so they are touched without the lock. Slots are light (an entry and
+ * a reference); the block buffers are a separate pool of 3 x workers + 2 sets lent to IT_BLOCK
+ * slots and given back at commit, so memory is bounded by that pool whatever the tree holds;
  * the only per-file memory is the sorted name list of each directory on the current path and
  * the table of inodes with several links (capped by DW_BACKUP_HARDLINK_MAX).
+ *
+ * An unchanged small file is three items (entry, reference, end) and costs microseconds, so a
+ * thread is not woken per item: the committer when WAKE_BATCH items are ready to commit (or the
+ * reader is done or waiting), the reader when WAKE_BATCH slots are free (or a buffer set is).
+ * Without this, a no-change incremental of 100k small files spent most of its time switching
+ * between the reader and the committer.
  *
  * Visibility: the manifest is written to tmp/<id>.manifest and renamed into backups/ only after
  * the packs, the manifest and their directories are fsynced. A crash before the rename leaves
@@ -45,6 +52,8 @@
 #include "backup/backup_int.h"
 
 #define WORKERS_MAX    16
+#define SLOTS	       64 /* items in flight between the reader and the committer */
+#define WAKE_BATCH     16 /* items a sleeping thread is woken for */
 #define WALK_DEPTH_MAX 512
 #define DIR_NAMES_MAX  (64u << 20) /* bytes of names of one directory */
 
@@ -72,6 +81,7 @@ struct slot {
 	size_t ccap;
 	uint32_t clen;
 	uint8_t *ebuf; /* the block sealed (encrypted repositories) */
+	int bset;      /* index of the buffer set lent to this slot, -1 for none */
 	bool zstd;
 	bool has_parent;
 	bool reuse;
@@ -84,6 +94,11 @@ struct slot {
 	bool fe_commit;	       /* IT_END: size and flags are the committer's count */
 	struct rfile *rf;      /* IT_END through the I/O manager: released when committed */
 	struct rfile *rf_read; /* the file of a pending read */
+};
+
+/* The buffers one block needs on its way: read, compressed, sealed. */
+struct bufset {
+	uint8_t *buf, *cbuf, *ebuf;
 };
 
 struct hl_ent {
@@ -113,8 +128,14 @@ struct job {
 	pthread_cond_t cv_free, cv_work, cv_done;
 	struct slot *slots; /* nslots */
 	unsigned nslots;
+	struct bufset *bsets; /* nbsets: block buffers, lent to IT_BLOCK slots */
+	unsigned nbsets;
+	unsigned *bfree;	   /* protected by mu: indices of unlent buffer sets */
+	unsigned nbfree;	   /* protected by mu */
 	uint64_t head, work, tail; /* protected by mu */
 	bool reader_done;	   /* protected by mu */
+	bool reader_waits;	   /* protected by mu: for a free slot or buffer set */
+	bool committer_waits;	   /* protected by mu */
 	bool stop;		   /* protected by mu */
 	int err;		   /* protected by mu: first fatal error */
 	unsigned inflight;	   /* protected by mu: reads queued on the I/O manager */
@@ -174,16 +195,67 @@ static void job_fail(struct job *j, int err)
 
 /* ---- reader: slots -------------------------------------------------------------------------- */
 
-/* Wait for the next free slot; NULL when the job stopped. */
-static struct slot *slot_get(struct job *j)
+/*
+ * Wake the committer only when it can commit a batch, or when nothing more is coming soon (the
+ * reader is done or waits itself): waking it for every item costs a context switch per file.
+ * Every change that can make this true calls it, with mu held.
+ */
+static void wake_committer(struct job *j)
+{
+	if (j->committer_waits && j->tail < j->head &&
+	    j->slots[j->tail % j->nslots].state == S_DONE &&
+	    (j->head - j->tail >= WAKE_BATCH || j->reader_done || j->reader_waits))
+		pthread_cond_signal(&j->cv_done);
+}
+
+static void bset_lend(struct job *j, struct slot *s, int i)
+{
+	s->bset = i;
+	s->buf = i < 0 ? NULL : j->bsets[i].buf;
+	s->cbuf = i < 0 ? NULL : j->bsets[i].cbuf;
+	s->ebuf = i < 0 ? NULL : j->bsets[i].ebuf;
+}
+
+/* A slot gives back its buffer set (mu held); the reader waiting for one is woken. */
+static void bset_return(struct job *j, struct slot *s)
+{
+	if (s->bset < 0)
+		return;
+	j->bfree[j->nbfree++] = (unsigned)s->bset;
+	bset_lend(j, s, -1);
+	if (j->reader_waits)
+		pthread_cond_signal(&j->cv_free);
+}
+
+/*
+ * Wait for the next free slot, with a buffer set for a block when block is set; NULL when the
+ * job stopped. Slots are many and light; buffer sets are few (they bound memory).
+ */
+static struct slot *slot_get(struct job *j, bool block)
 {
 	struct slot *s = NULL;
 
 	pthread_mutex_lock(&j->mu);
-	while (!j->stop && j->head - j->tail >= j->nslots)
+	for (;;) {
+		if (j->stop)
+			break;
+		if (j->head - j->tail < j->nslots) {
+			s = &j->slots[j->head % j->nslots];
+			if (!block && s->bset >= 0) /* a block slot left unused: not a block now */
+				bset_return(j, s);
+			if (!block || s->bset >= 0)
+				break;
+			if (j->nbfree > 0) {
+				bset_lend(j, s, (int)j->bfree[--j->nbfree]);
+				break;
+			}
+			s = NULL;
+		}
+		j->reader_waits = true;
+		wake_committer(j);
 		pthread_cond_wait(&j->cv_free, &j->mu);
-	if (!j->stop)
-		s = &j->slots[j->head % j->nslots];
+		j->reader_waits = false;
+	}
 	pthread_mutex_unlock(&j->mu);
 	if (s) {
 		s->has_parent = s->reuse = s->fe_copy = s->fe_commit = false;
@@ -208,7 +280,8 @@ static int slot_publish(struct job *j, struct slot *s, int kind)
 		j->rstats = j->rs;
 		if (kind == IT_BLOCK)
 			pthread_cond_signal(&j->cv_work);
-		pthread_cond_signal(&j->cv_done);
+		else
+			wake_committer(j);
 	}
 	pthread_mutex_unlock(&j->mu);
 	return rc;
@@ -368,7 +441,7 @@ static void warn(struct job *j, const char *path, int err)
 
 static int emit_entry(struct job *j, const struct dw__entry *e)
 {
-	struct slot *s = slot_get(j);
+	struct slot *s = slot_get(j, false);
 
 	if (!s)
 		return stopped(j);
@@ -402,7 +475,7 @@ static int copy_file(struct job *j)
 			return rc;
 		if (pc->type != DW__REC_BLOCK && pc->type != DW__REC_FILE_END)
 			return DW_ECORRUPT;
-		s = slot_get(j);
+		s = slot_get(j, false);
 		if (!s)
 			return stopped(j);
 		if (pc->type == DW__REC_BLOCK) {
@@ -440,7 +513,7 @@ static int read_file(struct job *j, int fd, bool pmatch, const char *path)
 		rc = stopped(j);
 		if (rc < 0)
 			return rc;
-		s = slot_get(j);
+		s = slot_get(j, true);
 		if (!s)
 			return stopped(j);
 		while (got < j->block_size) {
@@ -483,7 +556,7 @@ static int read_file(struct job *j, int fd, bool pmatch, const char *path)
 				return rc;
 		}
 	}
-	s = slot_get(j);
+	s = slot_get(j, false);
 	if (!s)
 		return stopped(j);
 	s->fe.size = total;
@@ -580,7 +653,7 @@ static int read_file_io(struct job *j, int fd, uint64_t size, bool pmatch)
 		rc = stopped(j);
 		if (rc < 0)
 			goto out;
-		s = slot_get(j);
+		s = slot_get(j, true);
 		if (!s) {
 			rc = stopped(j);
 			goto out;
@@ -616,7 +689,7 @@ static int read_file_io(struct job *j, int fd, uint64_t size, bool pmatch)
 				goto out;
 		}
 	}
-	s = slot_get(j);
+	s = slot_get(j, false);
 	if (!s) {
 		rc = stopped(j);
 		goto out;
@@ -980,7 +1053,7 @@ static void *worker_main(void *arg)
 			break;
 		}
 		s->state = S_DONE;
-		pthread_cond_broadcast(&j->cv_done);
+		wake_committer(j);
 	}
 	pthread_mutex_unlock(&j->mu);
 	ZSTD_freeCCtx(cctx);
@@ -1161,8 +1234,11 @@ static int committer_run(struct job *j)
 		pthread_mutex_lock(&j->mu);
 		while (!j->stop &&
 		       !(j->tail < j->head && j->slots[j->tail % j->nslots].state == S_DONE) &&
-		       !(j->reader_done && j->tail == j->head))
+		       !(j->reader_done && j->tail == j->head)) {
+			j->committer_waits = true;
 			pthread_cond_wait(&j->cv_done, &j->mu);
+			j->committer_waits = false;
+		}
 		if (j->stop) {
 			rc = j->err ? j->err : DW_ECANCELED;
 			pthread_mutex_unlock(&j->mu);
@@ -1194,7 +1270,9 @@ static int committer_run(struct job *j)
 		pthread_mutex_lock(&j->mu);
 		s->state = S_FREE;
 		j->tail++;
-		pthread_cond_signal(&j->cv_free);
+		bset_return(j, s);
+		if (j->reader_waits && j->nslots - (j->head - j->tail) >= WAKE_BATCH)
+			pthread_cond_signal(&j->cv_free);
 		pthread_mutex_unlock(&j->mu);
 
 		if (j->o->progress) {
@@ -1222,12 +1300,18 @@ static void slots_free(struct job *j)
 		if (j->slots[i].rf)
 			rfile_put(j->slots[i].rf); /* an E slot never committed */
 		dw_free(j->slots[i].ent);
-		dw_free(j->slots[i].buf);
-		dw_free(j->slots[i].cbuf);
-		dw_free(j->slots[i].ebuf);
 	}
 	dw_free(j->slots);
 	j->slots = NULL;
+	for (unsigned i = 0; j->bsets && i < j->nbsets; i++) {
+		dw_free(j->bsets[i].buf);
+		dw_free(j->bsets[i].cbuf);
+		dw_free(j->bsets[i].ebuf);
+	}
+	dw_free(j->bsets);
+	j->bsets = NULL;
+	dw_free(j->bfree);
+	j->bfree = NULL;
 }
 
 static int slots_alloc(struct job *j)
@@ -1235,20 +1319,30 @@ static int slots_alloc(struct job *j)
 	size_t cb = ZSTD_compressBound(j->block_size);
 
 	j->slots = dw_calloc(j->nslots, sizeof(*j->slots));
-	if (!j->slots)
+	j->bsets = dw_calloc(j->nbsets, sizeof(*j->bsets));
+	j->bfree = dw_calloc(j->nbsets, sizeof(*j->bfree));
+	if (!j->slots || !j->bsets || !j->bfree)
 		return -ENOMEM;
 	for (unsigned i = 0; i < j->nslots; i++) {
 		struct slot *s = &j->slots[i];
 
 		s->j = j;
 		s->ent = dw_malloc(sizeof(*s->ent));
-		s->buf = dw_malloc(j->block_size);
-		s->cbuf = dw_malloc(cb);
 		s->ccap = cb;
-		if (j->r->crypt)
-			s->ebuf = dw_malloc(cb + DW__CRYPT_OVERHEAD);
-		if (!s->ent || !s->buf || !s->cbuf || (j->r->crypt && !s->ebuf))
+		s->bset = -1;
+		if (!s->ent)
 			return -ENOMEM;
+	}
+	for (unsigned i = 0; i < j->nbsets; i++) {
+		struct bufset *b = &j->bsets[i];
+
+		b->buf = dw_malloc(j->block_size);
+		b->cbuf = dw_malloc(cb);
+		if (j->r->crypt)
+			b->ebuf = dw_malloc(cb + DW__CRYPT_OVERHEAD);
+		if (!b->buf || !b->cbuf || (j->r->crypt && !b->ebuf))
+			return -ENOMEM;
+		j->bfree[j->nbfree++] = i;
 	}
 	return 0;
 }
@@ -1732,7 +1826,8 @@ int dw_backup_create(dw_backup_repo *r, const dw_backup_create_opts *o, dw_backu
 
 		nw = c < 1 ? 1 : (c > WORKERS_MAX ? WORKERS_MAX : (unsigned)c);
 	}
-	j->nslots = 3 * nw + 2;
+	j->nbsets = 3 * nw + 2;
+	j->nslots = j->nbsets + WAKE_BATCH > SLOTS ? j->nbsets + WAKE_BATCH : SLOTS;
 	rc = slots_alloc(j);
 	if (rc < 0)
 		goto out;

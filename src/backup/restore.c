@@ -101,6 +101,7 @@ struct rtask {
 };
 
 #define RQ_CAP	     128	  /* files queued for the writers */
+#define RQ_BATCH     32		  /* free places the waiting reading thread is woken for */
 #define RQ_REFS_MAX  (1u << 18)	  /* block references queued, in all */
 #define PENDING_MAX  4096	  /* finished directories whose metadata waits for a drain */
 #define INLINE_BYTES (256u << 20) /* larger files are restored by the reading thread */
@@ -124,6 +125,8 @@ struct rst {
 	struct rtask *q[RQ_CAP];  /* protected by mu */
 	unsigned qhead, qn, busy; /* protected by mu */
 	size_t qrefs;		  /* protected by mu */
+	bool put_waits;		  /* protected by mu: the reading thread waits for room */
+	uint32_t put_need;	  /* protected by mu: the references it waits to queue */
 	bool stop;		  /* protected by mu */
 	int err;		  /* protected by mu: first writer error */
 };
@@ -252,8 +255,10 @@ static void *writer_main(void *arg)
 		pr.crypt = s->r->crypt;
 
 	pthread_mutex_lock(&s->mu);
-	if (rc < 0 && !s->err)
+	if (rc < 0 && !s->err) {
 		s->err = rc;
+		pthread_cond_broadcast(&s->cv_put);
+	}
 	while (rc == 0) {
 		struct rtask *t;
 		bool skip;
@@ -268,7 +273,10 @@ static void *writer_main(void *arg)
 		s->qrefs -= t->nrefs;
 		s->busy++;
 		skip = s->err != 0; /* after a failure, queued files are dropped */
-		pthread_cond_broadcast(&s->cv_put);
+		/* woken for a batch of room, not for each file: a context switch per file */
+		if (s->put_waits && (s->qn == 0 || (s->qn <= RQ_CAP - RQ_BATCH &&
+						    s->qrefs + s->put_need <= RQ_REFS_MAX)))
+			pthread_cond_signal(&s->cv_put);
 		pthread_mutex_unlock(&s->mu);
 
 		rc = skip ? 0 : write_task(s, &pr, buf, t);
@@ -276,8 +284,10 @@ static void *writer_main(void *arg)
 
 		pthread_mutex_lock(&s->mu);
 		s->busy--;
-		if (rc < 0 && !s->err)
+		if (rc < 0 && !s->err) {
 			s->err = rc;
+			pthread_cond_broadcast(&s->cv_put); /* the reading thread stops */
+		}
 		rc = 0;
 		pthread_cond_broadcast(&s->cv_idle);
 	}
@@ -293,8 +303,12 @@ static int pool_put(struct rst *s, struct rtask *t)
 	int rc;
 
 	pthread_mutex_lock(&s->mu);
-	while (!s->err && (s->qn == RQ_CAP || (s->qn > 0 && s->qrefs + t->nrefs > RQ_REFS_MAX)))
+	while (!s->err && (s->qn == RQ_CAP || (s->qn > 0 && s->qrefs + t->nrefs > RQ_REFS_MAX))) {
+		s->put_waits = true;
+		s->put_need = t->nrefs;
 		pthread_cond_wait(&s->cv_put, &s->mu);
+		s->put_waits = false;
+	}
 	rc = s->err;
 	if (rc == 0) {
 		s->q[(s->qhead + s->qn) % RQ_CAP] = t;
@@ -871,7 +885,8 @@ static void problem(struct chk *c, const char *id, const char *fmt, const char *
 {
 	char msg[512];
 
-	snprintf(msg, sizeof(msg), fmt, detail);
+	if (snprintf(msg, sizeof(msg), fmt, detail) >= (int)sizeof(msg))
+		memcpy(msg + sizeof(msg) - 4, "...", 4); /* a long path, cut and marked */
 	c->rep.errors++;
 	dw_log(DW_LOG_WARN, "backup", "check_error", "id=%s msg=\"%s\"", id, msg);
 	if (c->fn)

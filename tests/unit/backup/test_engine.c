@@ -232,6 +232,67 @@ static void test_incremental_changed_blocks_only(void **state)
 	free(out2);
 }
 
+/*
+ * Hundreds of files of every size class, so the ring of items between the walk and the
+ * committer wraps many times while block buffers (a smaller pool) are lent and returned: with
+ * one worker (the smallest pool) and with four, full and incremental, restored by one writer and
+ * by three, every tree comes back exactly.
+ */
+static void test_many_files_every_pool_size(void **state)
+{
+	static const size_t sizes[] = { 0, 1, 100, BS - 1, BS, BS + 1, 3 * BS + 7 };
+	struct fx *f = *state;
+	const unsigned workers[] = { 1, 4 };
+	char rel[64];
+
+	for (int i = 0; i < 700; i++) {
+		snprintf(rel, sizeof(rel), "d%d", i / 100);
+		if (i % 100 == 0) {
+			char *d = tu_join(f->src, rel);
+
+			assert_int_equal(mkdir(d, 0755), 0);
+			free(d);
+		}
+		snprintf(rel, sizeof(rel), "d%d/f%03d", i / 100, i);
+		assert_int_equal(tu_write(f->src, rel, sizes[i % 7], (unsigned)i, 0644), 0);
+	}
+	for (int w = 0; w < 2; w++) {
+		dw_backup_create_opts o;
+		dw_backup_restore_opts ro;
+		dw_backup_info info;
+		dw_backup_stats st;
+		char *out;
+
+		if (w == 1) { /* change every 50th file (a new size) before the incremental */
+			for (int i = 0; i < 700; i += 50) {
+				snprintf(rel, sizeof(rel), "d%d/f%03d", i / 100, i);
+				assert_int_equal(tu_write(f->src, rel, 2 * BS + 3, 99, 0644), 0);
+			}
+		}
+		dw_backup_create_opts_default(&o);
+		o.source = f->src;
+		o.fsync = false;
+		o.threads = workers[w];
+		assert_int_equal(dw_backup_create(f->r, &o, &info), 0);
+		assert_int_equal(info.type, w == 0 ? DW_BACKUP_FULL : DW_BACKUP_INCREMENTAL);
+		assert_int_equal(info.stats.files, 700);
+		if (w == 1) {
+			assert_int_equal(info.stats.files_changed, 14);
+			assert_int_equal(info.stats.files_unchanged, 700 - 14);
+		}
+		snprintf(rel, sizeof(rel), "out-%u", workers[w]);
+		out = tu_join(f->tmp, rel);
+		dw_backup_restore_opts_default(&ro);
+		ro.target = out;
+		ro.threads = 1 + 2 * (unsigned)w;
+		assert_int_equal(dw_backup_restore(f->r, info.id, &ro, &st), 0);
+		assert_int_equal(st.files, 700);
+		assert_int_equal(tu_diff_dirs(f->src, out), 0);
+		free(out);
+	}
+	assert_int_equal(dw_backup_check(f->r, true, NULL, NULL, NULL), 0);
+}
+
 static void test_ignore_inode_ctime(void **state)
 {
 	struct fx *f = *state;
@@ -378,11 +439,15 @@ static void test_unreadable_counted(void **state)
 	if (pid == 0) {
 		char cmd[8192];
 
+		/*
+		 * The user must reach the tree: the test base directory may have been made 0700
+		 * by whichever test ran first, so it gets a+x (search only) too.
+		 */
 		snprintf(cmd, sizeof(cmd),
 			 "chmod -R a+rwX '%s' && chmod -R a+rX '%s' && chmod 000 '%s/secret' "
 			 "'%s/closed-dir'"
-			 " && chmod a+rx '%s' '%s'",
-			 f->repo, f->src, f->src, f->src, f->tmp, f->src);
+			 " && chmod a+rx '%s' '%s' && chmod a+x \"$(dirname '%s')\"",
+			 f->repo, f->src, f->src, f->src, f->tmp, f->src, f->tmp);
 		if (system(cmd) != 0)
 			_exit(3);
 		if (geteuid() == 0 && (setgid(65534) < 0 || setuid(65534) < 0))
@@ -390,8 +455,12 @@ static void test_unreadable_counted(void **state)
 		dw_backup_create_opts_default(&o);
 		o.source = f->src;
 		o.fsync = false;
-		if (dw_backup_create(f->r, &o, &info) != 0)
+		status = dw_backup_create(f->r, &o, &info);
+		if (status != 0) {
+			fprintf(stderr, "create as an unprivileged user: %s\n",
+				dw_strerror(status));
 			_exit(5);
+		}
 		if (info.stats.unreadable != 2)
 			_exit(6);
 		_exit(0);
@@ -479,6 +548,7 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_ignore_inode_ctime, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_check_finds_damage, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_many_files_every_pool_size, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_restore_refuses_nonempty_target, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_restore_path_subset, setup, teardown),
