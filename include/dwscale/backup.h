@@ -196,7 +196,7 @@ typedef struct dw_backup_restore_opts {
 	bool owners;	    /* restore owners (needs privilege; EPERM is ignored); default true */
 	dw_backup_warn_fn warn; /* entries that could not be restored */
 	void *arg;
-	unsigned threads; /* file writer threads, 0 = 1 (see restore.c) */
+	unsigned threads; /* file writer threads, 0 = one per CPU (max 8) */
 	struct dw_io *io; /* NULL = plain I/O; else pack reads at DW_IO_LOW, caller "backup" */
 } dw_backup_restore_opts;
 

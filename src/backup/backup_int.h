@@ -289,6 +289,7 @@ void dw__pw_close(struct dw__pwriter *p);
 
 /* Reads blocks of the packs of one chain; keeps a few packs open. */
 #define DW__PR_SLOTS 8
+#define DW__PR_PLAN  16 /* stretches of packs one plan holds */
 struct dw__preader {
 	int repofd;
 	char (*chain)[DW_BACKUP_ID_MAX];
@@ -309,7 +310,23 @@ struct dw__preader {
 	const struct dw__crypt *crypt; /* blobs are sealed */
 	uint8_t *dbuf;
 	size_t dcap;
+	/* read-ahead window: bytes [woff, woff + wlen) of pack (wci, wpack), for small blocks */
+	uint8_t *win;
+	size_t wlen;
+	uint64_t woff;
+	uint16_t wci;
+	uint32_t wpack;
+	bool planned; /* set by dw__pr_plan_reset: the window loads only planned stretches */
+	unsigned nplan;
+	struct dw__pr_span {
+		uint16_t ci;
+		uint32_t pack;
+		uint64_t lo, hi, need; /* planned blocks span [lo, hi), need bytes of it */
+	} plan[DW__PR_PLAN];
 };
+
+/* Blocks under half of this are read through the pack reader's window. */
+#define DW__PR_WINDOW (1u << 20)
 
 int dw__pr_open(struct dw__preader *p, int repofd, char (*chain)[DW_BACKUP_ID_MAX],
 		uint16_t chain_len);
@@ -320,6 +337,14 @@ int dw__pr_open(struct dw__preader *p, int repofd, char (*chain)[DW_BACKUP_ID_MA
 int dw__pr_read(struct dw__preader *p, const struct dw__bref *b, uint8_t *out, bool verify);
 /* Check that the block lies inside an existing pack, without reading it. */
 int dw__pr_locate(struct dw__preader *p, const struct dw__bref *b);
+/*
+ * Plan the small blocks about to be read: dw__pr_plan_reset() starts a plan, dw__pr_plan_add()
+ * adds a block. From then on the window moves only to a planned stretch of a pack (the span of
+ * the planned blocks in it, if they fill at least half of it); any other small block is read
+ * on its own. Readers that split a pack's blocks between them so read each byte once.
+ */
+void dw__pr_plan_reset(struct dw__preader *p);
+void dw__pr_plan_add(struct dw__preader *p, const struct dw__bref *b);
 void dw__pr_close(struct dw__preader *p);
 
 /* ---- ckpt.c ---------------------------------------------------------------------------------- */

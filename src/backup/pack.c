@@ -14,6 +14,11 @@
  *
  * The reader keeps up to DW__PR_SLOTS packs open (least recently used goes), because blocks of
  * consecutive files of an incremental point into a handful of packs of its chain.
+ *
+ * Small blocks are read through a window of PR_WINDOW bytes: the blocks of consecutive small
+ * files lie next to each other in a pack (it was written in manifest order, and restore and
+ * check read in that order), so one read serves a few hundred of them. Without it, each file of
+ * a small-file restore paid a read of its own, through the I/O scheduler a queue round trip.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -25,6 +30,8 @@
 #include <zstd.h>
 
 #include "backup/backup_int.h"
+
+#define PR_WINDOW DW__PR_WINDOW
 
 static void pack_name(uint32_t n, char out[32])
 {
@@ -338,7 +345,7 @@ int dw__pr_locate(struct dw__preader *p, const struct dw__bref *b)
 }
 
 /* Read len bytes at off of slot s, through the I/O manager at DW_IO_LOW when there is one. */
-static int pr_pread(struct dw__preader *p, int s, uint8_t *buf, size_t len, uint64_t off)
+static int pr_pread_direct(struct dw__preader *p, int s, uint8_t *buf, size_t len, uint64_t off)
 {
 	if (!p->iof[s])
 		return dw__pread_all(p->slot[s].fd, buf, len, off);
@@ -357,6 +364,118 @@ static int pr_pread(struct dw__preader *p, int s, uint8_t *buf, size_t len, uint
 		len -= (size_t)rc;
 		off += (uint64_t)rc;
 	}
+	return 0;
+}
+
+/* Fill the window with bytes [off, off + n) of slot s (inside the pack). */
+static int pr_window_load(struct dw__preader *p, int s, uint64_t off, size_t n)
+{
+	int rc;
+
+	if (!p->win) {
+		p->win = dw_malloc(PR_WINDOW);
+		if (!p->win)
+			return -ENOMEM;
+	}
+	p->wlen = 0; /* invalid until the read succeeds */
+	rc = pr_pread_direct(p, s, p->win, n, off);
+	if (rc < 0)
+		return rc;
+	p->wci = p->slot[s].ci;
+	p->wpack = p->slot[s].pack;
+	p->woff = off;
+	p->wlen = n;
+	return 0;
+}
+
+void dw__pr_plan_reset(struct dw__preader *p)
+{
+	p->planned = true;
+	p->nplan = 0;
+}
+
+void dw__pr_plan_add(struct dw__preader *p, const struct dw__bref *b)
+{
+	unsigned i;
+
+	if (b->clen >= PR_WINDOW / 2)
+		return; /* read on its own anyway */
+	for (i = 0; i < p->nplan; i++)
+		if (p->plan[i].ci == b->chain_idx && p->plan[i].pack == b->pack)
+			break;
+	if (i == p->nplan) {
+		if (p->nplan == DW__PR_PLAN)
+			return; /* unplanned: read on its own */
+		p->plan[i].ci = b->chain_idx;
+		p->plan[i].pack = b->pack;
+		p->plan[i].lo = b->off;
+		p->plan[i].hi = b->off + b->clen;
+		p->plan[i].need = 0;
+		p->nplan++;
+	}
+	if (b->off < p->plan[i].lo)
+		p->plan[i].lo = b->off;
+	if (b->off + b->clen > p->plan[i].hi)
+		p->plan[i].hi = b->off + b->clen;
+	p->plan[i].need += b->clen;
+}
+
+/*
+ * Where the window should start and how long it should be to serve [off, off + len) of slot s;
+ * false to read the bytes on their own.
+ */
+static bool pr_window_for(const struct dw__preader *p, int s, uint64_t off, size_t len,
+			  uint64_t *woff, size_t *wlen)
+{
+	uint64_t n;
+
+	if (!p->planned) { /* read ahead from here */
+		n = p->slot[s].size - off;
+		*woff = off;
+		*wlen = (size_t)(n > PR_WINDOW ? PR_WINDOW : n);
+		return true;
+	}
+	for (unsigned i = 0; i < p->nplan; i++) {
+		const struct dw__pr_span *pl = &p->plan[i];
+
+		if (pl->ci != p->slot[s].ci || pl->pack != p->slot[s].pack || off < pl->lo ||
+		    off + len > pl->hi)
+			continue;
+		if (pl->hi - pl->lo > PR_WINDOW || pl->hi - pl->lo > 2 * pl->need ||
+		    pl->hi > p->slot[s].size)
+			return false;
+		*woff = pl->lo;
+		*wlen = (size_t)(pl->hi - pl->lo);
+		return true;
+	}
+	return false;
+}
+
+/*
+ * Read len bytes at off of slot s (the caller checked they lie inside the pack): a small read is
+ * served from the window, which moves when it does not hold the bytes.
+ */
+static int pr_pread(struct dw__preader *p, int s, uint8_t *buf, size_t len, uint64_t off)
+{
+	uint64_t woff;
+	size_t wlen;
+	int rc;
+
+	if (len >= PR_WINDOW / 2)
+		return pr_pread_direct(p, s, buf, len, off);
+	if (p->wlen > 0 && p->wci == p->slot[s].ci && p->wpack == p->slot[s].pack &&
+	    off >= p->woff && off + len <= p->woff + p->wlen) {
+		memcpy(buf, p->win + (off - p->woff), len);
+		return 0;
+	}
+	if (!pr_window_for(p, s, off, len, &woff, &wlen))
+		return pr_pread_direct(p, s, buf, len, off);
+	rc = pr_window_load(p, s, woff, wlen);
+	if (rc == -ENOMEM)
+		return pr_pread_direct(p, s, buf, len, off);
+	if (rc < 0)
+		return rc;
+	memcpy(buf, p->win + (off - woff), len);
 	return 0;
 }
 
@@ -454,4 +573,7 @@ void dw__pr_close(struct dw__preader *p)
 	p->cbuf = NULL;
 	dw_free(p->dbuf);
 	p->dbuf = NULL;
+	dw_free(p->win);
+	p->win = NULL;
+	p->wlen = 0;
 }

@@ -34,12 +34,12 @@
 #define DIRSTACK_MAX	    1024
 #define RESTORE_THREADS_MAX 64
 /*
- * One writer by default: the reading thread (manifest, checks) and the writer (read, verify and
- * write blocks) form a two-stage pipeline. More writers overlap file creations, but on the
- * virtual disk measured here (ext4, dirty pages capped by a memory cgroup) eight writers were
- * several times slower than one on 30k small files; --threads lets a faster device use more.
+ * Writers by default: one per CPU, at most RESTORE_THREADS_DEFAULT_MAX. File creation is
+ * mostly kernel time, and with small blocks read through the pack reader's window two writers
+ * restored 100k small files in 3.1 s where one took 5.9 s (2 CPUs, ext4); more than the CPUs
+ * gained nothing. --threads sets it.
  */
-#define RESTORE_THREADS_DEFAULT 1
+#define RESTORE_THREADS_DEFAULT_MAX 8
 
 void dw_backup_restore_opts_default(dw_backup_restore_opts *o)
 {
@@ -102,6 +102,7 @@ struct rtask {
 
 #define RQ_CAP	     128	  /* files queued for the writers */
 #define RQ_BATCH     32		  /* free places the waiting reading thread is woken for */
+#define WBATCH	     64		  /* files a writer takes from the queue at once */
 #define RQ_REFS_MAX  (1u << 18)	  /* block references queued, in all */
 #define PENDING_MAX  4096	  /* finished directories whose metadata waits for a drain */
 #define INLINE_BYTES (256u << 20) /* larger files are restored by the reading thread */
@@ -242,6 +243,20 @@ out:
 	return rc;
 }
 
+/*
+ * A writer plans the small blocks of the batch of consecutive files it takes: the window then
+ * loads, in one read, the stretch of a pack that holds them. Consecutive files have neighbouring
+ * blocks, so writers on their own batches read disjoint stretches: every pack byte once, in
+ * reads of up to DW__PR_WINDOW.
+ */
+static void batch_plan(struct dw__preader *pr, struct rtask **b, unsigned n)
+{
+	dw__pr_plan_reset(pr);
+	for (unsigned i = 0; i < n; i++)
+		for (uint32_t k = 0; k < b[i]->nrefs; k++)
+			dw__pr_plan_add(pr, &b[i]->refs[k]);
+}
+
 static void *writer_main(void *arg)
 {
 	struct rst *s = arg;
@@ -260,17 +275,25 @@ static void *writer_main(void *arg)
 		pthread_cond_broadcast(&s->cv_put);
 	}
 	while (rc == 0) {
-		struct rtask *t;
+		struct rtask *batch[WBATCH];
+		unsigned nb = 0;
+		uint64_t bytes = 0;
 		bool skip;
 
 		while (!s->stop && s->qn == 0)
 			pthread_cond_wait(&s->cv_get, &s->mu);
 		if (s->qn == 0)
 			break; /* stopped and nothing left */
-		t = s->q[s->qhead];
-		s->qhead = (s->qhead + 1) % RQ_CAP;
-		s->qn--;
-		s->qrefs -= t->nrefs;
+		while (s->qn > 0 && nb < WBATCH && bytes < DW__PR_WINDOW) {
+			struct rtask *t = s->q[s->qhead];
+
+			s->qhead = (s->qhead + 1) % RQ_CAP;
+			s->qn--;
+			s->qrefs -= t->nrefs;
+			for (uint32_t i = 0; i < t->nrefs; i++)
+				bytes += t->refs[i].clen;
+			batch[nb++] = t;
+		}
 		s->busy++;
 		skip = s->err != 0; /* after a failure, queued files are dropped */
 		/* woken for a batch of room, not for each file: a context switch per file */
@@ -279,8 +302,13 @@ static void *writer_main(void *arg)
 			pthread_cond_signal(&s->cv_put);
 		pthread_mutex_unlock(&s->mu);
 
-		rc = skip ? 0 : write_task(s, &pr, buf, t);
-		task_free(t);
+		if (!skip)
+			batch_plan(&pr, batch, nb);
+		for (unsigned i = 0; i < nb; i++) {
+			if (rc == 0 && !skip)
+				rc = write_task(s, &pr, buf, batch[i]);
+			task_free(batch[i]);
+		}
 
 		pthread_mutex_lock(&s->mu);
 		s->busy--;
@@ -744,7 +772,14 @@ int dw_backup_restore(dw_backup_repo *r, const char *id, const dw_backup_restore
 		rc = -ENOMEM;
 		goto out;
 	}
-	want_th = o->threads ? o->threads : RESTORE_THREADS_DEFAULT;
+	want_th = o->threads;
+	if (want_th == 0) {
+		long c = sysconf(_SC_NPROCESSORS_ONLN);
+
+		want_th = c < 1 ? 1
+				: (c > RESTORE_THREADS_DEFAULT_MAX ? RESTORE_THREADS_DEFAULT_MAX
+								   : (unsigned)c);
+	}
 	for (nth = 0; nth < want_th; nth++) {
 		if (pthread_create(&th[nth], NULL, writer_main, &s) != 0)
 			break;
