@@ -333,7 +333,11 @@ int dw_backup_partials(dw_backup_repo *r, dw_backup_partial_fn fn, void *arg);
  * limit rises by one below low_util and falls by one above high_util, within [min, max]. Because
  * parallel devices read near 100 % busy long before they saturate, the limit does not fall while
  * throughput still rises with it: a fall needs the throughput measured at the current limit to
- * be no better than at the limit below (by more than gain_ratio).
+ * be no better than at the limit below (by more than gain_ratio), and above high_util the limit
+ * goes back up one when the throughput measured at the limit above was better by gain_ratio.
+ * It starts at start (default max): with nothing measured yet, the top of the range is tried
+ * first and left as soon as the disk reads busy without more jobs bringing more throughput; a
+ * start at min could never learn that a busy-reading device gains from more jobs.
  */
 typedef struct dw_backup_util_source {
 	/* Busy milliseconds so far (io_ticks) of the busiest watched disk; 0 or -errno. */
@@ -347,6 +351,7 @@ typedef struct dw_backup_conc_config {
 	double high_util;  /* default 0.80 */
 	double alpha;	   /* EMA alpha, default 0.3 */
 	double gain_ratio; /* default 1.05: a step up must bring 5 % more throughput */
+	unsigned start;	   /* first limit, default max; 0 = max; clamped to [min, max] */
 } dw_backup_conc_config;
 
 typedef struct dw_backup_conc {

@@ -9,11 +9,19 @@
  *
  *   util = EMA(alpha 0.3) of busy_ms delta / wall ms delta, clamped to [0, 1]
  *   util < 0.60 and limit < max                    -> limit + 1
+ *   util > 0.80 and the throughput seen at limit + 1 beat the one at this limit by more
+ *        than gain_ratio (1.05)                    -> limit + 1 (back to the better level)
  *   util > 0.80 and limit > min                    -> limit - 1, unless the throughput seen at
- *        this limit beats the one seen at limit - 1 by more than gain_ratio (1.05): a device
+ *        this limit beats the one seen at limit - 1 by more than gain_ratio: a device
  *        that serves requests in parallel (NVMe, RAID, virtual disks) reads near 100 % busy
  *        long before it saturates, and then more jobs still mean more bytes per second
  *   otherwise                                      -> unchanged
+ *
+ * The limit starts at max (cfg.start): a device that reads busy with one job never gets under
+ * low_util, so a start at min would stay at min even where more jobs bring more throughput.
+ * From max, a busy device steps down one level a second while the level below does as well,
+ * and climbs back to the last level that did better: it settles on the smallest limit past
+ * which more jobs stopped paying.
  *
  * Throughput per limit is remembered (smoothed the same way) so that the comparison uses what
  * was measured at each level, not a single last sample. 0.60/0.80 leave a dead band so the
@@ -45,6 +53,7 @@ void dw_backup_conc_config_default(dw_backup_conc_config *cfg, unsigned disks)
 	cfg->high_util = 0.80;
 	cfg->alpha = DW_EMA_ALPHA_DEFAULT;
 	cfg->gain_ratio = 1.05;
+	cfg->start = cfg->max;
 }
 
 int dw_backup_conc_init(dw_backup_conc *c, const dw_backup_conc_config *cfg)
@@ -57,7 +66,9 @@ int dw_backup_conc_init(dw_backup_conc *c, const dw_backup_conc_config *cfg)
 	c->cfg = *cfg;
 	if (dw_ema_init(&c->util, cfg->alpha) < 0 || dw_ema_init(&c->thr, cfg->alpha) < 0)
 		return DW_ECONFIG;
-	c->limit = cfg->min;
+	c->limit = cfg->start == 0 || cfg->start > cfg->max
+			   ? cfg->max
+			   : (cfg->start < cfg->min ? cfg->min : cfg->start);
 	return 0;
 }
 
@@ -86,10 +97,13 @@ unsigned dw_backup_conc_tick(dw_backup_conc *c, uint64_t busy_ms, uint64_t now_n
 
 	if (u < c->cfg.low_util && c->limit < c->cfg.max) {
 		c->limit++;
-	} else if (u > c->cfg.high_util && c->limit > c->cfg.min) {
-		double below = c->thr_at[c->limit - 1];
+	} else if (u > c->cfg.high_util) {
+		double above = c->limit < c->cfg.max ? c->thr_at[c->limit + 1] : 0;
+		double below = c->limit > c->cfg.min ? c->thr_at[c->limit - 1] : 0;
 
-		if (!(below > 0 && *t > below * c->cfg.gain_ratio))
+		if (above > *t * c->cfg.gain_ratio)
+			c->limit++;
+		else if (c->limit > c->cfg.min && !(below > 0 && *t > below * c->cfg.gain_ratio))
 			c->limit--;
 	}
 	return c->limit;

@@ -29,15 +29,24 @@ static unsigned step(struct drive *d, double u, double thr)
 	return dw_backup_conc_tick(&d->c, d->busy, d->now, thr);
 }
 
-static void start(struct drive *d, unsigned disks)
+/* A controller that starts at first (0: the default start, max). */
+static void start_at(struct drive *d, unsigned disks, unsigned first)
 {
 	dw_backup_conc_config cfg;
 
 	memset(d, 0, sizeof(*d));
 	dw_backup_conc_config_default(&cfg, disks);
+	if (first)
+		cfg.start = first;
 	assert_int_equal(dw_backup_conc_init(&d->c, &cfg), 0);
 	d->now = 100 * SEC;
-	assert_int_equal(dw_backup_conc_tick(&d->c, d->busy, d->now, 0), 1); /* primes */
+	/* primes */
+	assert_int_equal(dw_backup_conc_tick(&d->c, d->busy, d->now, 0), first ? first : cfg.max);
+}
+
+static void start(struct drive *d, unsigned disks)
+{
+	start_at(d, disks, 1);
 }
 
 static void test_rises_when_idle_up_to_max(void **state)
@@ -87,6 +96,55 @@ static void test_holds_while_throughput_rises(void **state)
 	for (int i = 0; i < 30; i++)
 		l = step(&d, 1.0, 150.0);
 	assert_int_equal(l, 2);
+}
+
+/*
+ * The default start is max. A device that reads busy at every level: where each job adds
+ * throughput it stays at max (one step down to measure the level below, then back); where
+ * throughput stops rising at two jobs it settles on two, not on one; where jobs bring nothing
+ * it falls to min.
+ */
+static void test_starts_at_max_and_finds_the_knee(void **state)
+{
+	static const double knee[5] = { 0, 100, 150, 150, 150 };
+	struct drive d;
+	unsigned l = 0, at_max = 0;
+
+	(void)state;
+	start_at(&d, 1, 0);
+	assert_int_equal(d.c.limit, 4);
+	for (int i = 0; i < 20; i++) {
+		l = step(&d, 1.0, 100.0 * d.c.limit);
+		at_max += l == 4;
+	}
+	assert_int_equal(l, 4);
+	assert_true(at_max >= 17); /* left max once, to measure three jobs */
+
+	start_at(&d, 1, 0);
+	for (int i = 0; i < 20; i++)
+		l = step(&d, 1.0, knee[d.c.limit]);
+	assert_int_equal(l, 2);
+	for (int i = 0; i < 10; i++) /* and stays there */
+		assert_int_equal(step(&d, 1.0, knee[d.c.limit]), 2);
+
+	start_at(&d, 1, 0);
+	for (int i = 0; i < 20; i++)
+		l = step(&d, 1.0, 100);
+	assert_int_equal(l, 1);
+
+	/* a start outside [min, max] is clamped */
+	{
+		dw_backup_conc_config cfg;
+
+		dw_backup_conc_config_default(&cfg, 1);
+		cfg.start = 9;
+		assert_int_equal(dw_backup_conc_init(&d.c, &cfg), 0);
+		assert_int_equal(d.c.limit, 4);
+		cfg.min = 2;
+		cfg.start = 1;
+		assert_int_equal(dw_backup_conc_init(&d.c, &cfg), 0);
+		assert_int_equal(d.c.limit, 2);
+	}
 }
 
 static void test_dead_band_and_smoothing(void **state)
@@ -195,6 +253,7 @@ int main(void)
 		cmocka_unit_test(test_rises_when_idle_up_to_max),
 		cmocka_unit_test(test_falls_when_busy_and_no_gain),
 		cmocka_unit_test(test_holds_while_throughput_rises),
+		cmocka_unit_test(test_starts_at_max_and_finds_the_knee),
 		cmocka_unit_test(test_dead_band_and_smoothing),
 		cmocka_unit_test(test_config_refused),
 		cmocka_unit_test(test_diskstats_source),

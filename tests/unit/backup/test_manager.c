@@ -366,7 +366,9 @@ static void test_limit_follows_utilisation_and_reconfigure(void **state)
 	char err[256];
 
 	config(f, &cfg, &src, &u);
-	dw_backup_conc_config_default(&cfg.conc, 1); /* limits 1..4 */
+	dw_backup_conc_config_default(&cfg.conc, 1); /* limits 1..4, starting at 4 */
+	assert_int_equal(cfg.conc.start, 4);
+	cfg.conc.start = 1;
 	assert_int_equal(dw_backup_mgr_open(&cfg, &m), 0);
 	assert_true(metric(m, "jobs_limit") == 1);
 	assert_int_equal(dw_backup_mgr_start(m), 0);
