@@ -16,6 +16,18 @@
  * Check walks every manifest the same way without writing: its hash, its order, its chain, every
  * reference (inside an existing pack of an ancestor) and, with read_data, every block the backup
  * itself stored (each stored block is read once, by its owner).
+ *
+ * Threads and locking
+ * -------------------
+ * The calling thread reads the manifest, creates directories, links and special files, and
+ * queues each regular file (its path, metadata and block references) for a pool of writer
+ * threads (one per CPU by default); files over INLINE_BYTES it writes itself. The queue, the
+ * counters and the first error are guarded by rst.mu. A writer takes up to WBATCH consecutive
+ * files at once, plans their small blocks in its own pack reader (the window then reads the
+ * stretch of a pack that holds them in one read) and writes them without the lock. Sleeping
+ * threads are woken for a batch (RQ_BATCH places, a batch of files), not per file. Directory
+ * metadata waits in a pending list until the pool is drained, so no writer is still creating
+ * a file in a directory whose mtime has been set.
  */
 #include <dirent.h>
 #include <errno.h>
