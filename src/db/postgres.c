@@ -56,7 +56,8 @@
 
 struct pg_conn {
 	pthread_mutex_t lock;
-	PGconn *c; /* protected by lock */
+	PGconn *c;	  /* protected by lock */
+	bool count_ready; /* protected by lock: "dw_count" is prepared in this session */
 };
 
 struct pg_strategy {
@@ -195,8 +196,10 @@ static struct pg_conn *conn_get(struct pg_strategy *s)
 	pthread_mutex_lock(&pc->lock);
 got:
 	/* A connection lost to a server restart is re-established here, once per use. */
-	if (PQstatus(pc->c) != CONNECTION_OK)
+	if (PQstatus(pc->c) != CONNECTION_OK) {
 		PQreset(pc->c);
+		pc->count_ready = false; /* a new session has no prepared statements */
+	}
 	return pc;
 }
 
@@ -889,6 +892,28 @@ static int pg_list(struct dw__db_strategy *base, const void *prefix, size_t plen
 	return rc;
 }
 
+/*
+ * The tracked count as a prepared statement: it is the one query that must answer in about a
+ * round trip, and parsing and planning it each time cost as much again. A statement lives as
+ * long as its server session, so it is prepared again after conn_get() reconnects.
+ */
+static PGresult *count_tracked(struct pg_conn *pc, const char *const *v, const int *l)
+{
+	static const Oid types[1] = { BYTEAOID };
+	static const int fmts[1] = { 1 };
+
+	if (!pc->count_ready) {
+		PGresult *r = PQprepare(pc->c, "dw_count",
+					"SELECT n FROM dw_counts WHERE prefix = $1", 1, types);
+
+		if (PQresultStatus(r) != PGRES_COMMAND_OK)
+			return r; /* the caller reports it */
+		PQclear(r);
+		pc->count_ready = true;
+	}
+	return PQexecPrepared(pc->c, "dw_count", 1, v, l, fmts, 1);
+}
+
 static int pg_count(struct dw__db_strategy *base, const void *prefix, size_t plen, uint64_t since,
 		    uint64_t *out)
 {
@@ -908,8 +933,7 @@ static int pg_count(struct dw__db_strategy *base, const void *prefix, size_t ple
 	tracked = since == 0 && (plen == 0 || (((const uint8_t *)prefix)[plen - 1] == '/' &&
 					       levels < COUNT_LEVELS));
 	if (tracked) {
-		r = q(pc->c, "SELECT n FROM dw_counts WHERE prefix = $1", 1,
-		      (const Oid[]){ BYTEAOID }, v, l);
+		r = count_tracked(pc, v, l);
 	} else {
 		elen = dw__db_prefix_end(prefix, plen, end);
 		l[2] = (int)elen;

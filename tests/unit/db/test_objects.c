@@ -570,6 +570,44 @@ static void test_walk_exactly_once_under_churn(void **state)
 		assert_int_equal(seen[i], 1);
 }
 
+/*
+ * The count of a prefix is a prepared statement on PostgreSQL, and a prepared statement dies
+ * with its server session: after every session is cut (as by a server restart) counts fail at
+ * most once per pooled connection, then answer right again, prepared anew.
+ */
+static void test_count_after_lost_sessions(void **state)
+{
+	struct fixture *f = *state;
+	uint64_t n = 0;
+	int rc = -1, tries = 0;
+
+	for (int i = 0; i < 3; i++) {
+		char key[16];
+
+		snprintf(key, sizeof(key), "c/%d", i);
+		assert_int_equal(put_mem(f->db, key, "v", 1, NULL), 0);
+	}
+	for (int i = 0; i < 8; i++) { /* every pooled connection prepares it */
+		assert_int_equal(dw_db_count(f->db, NULL, "c/", 2, &n), 0);
+		assert_int_equal(n, 3);
+	}
+	if (pg_uri)
+		pg_exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+			" WHERE datname = current_database() AND pid <> pg_backend_pid()");
+	while (rc != 0 && tries++ < 16)
+		rc = dw_db_count(f->db, NULL, "c/", 2, &n);
+	assert_int_equal(rc, 0);
+	assert_true(tries <= 5); /* one failure per pooled connection at most */
+	for (int i = 0; i < 20; i++) {
+		n = 0;
+		assert_int_equal(dw_db_count(f->db, NULL, "c/", 2, &n), 0);
+		assert_int_equal(n, 3);
+	}
+	n = 0;
+	assert_int_equal(dw_db_count(f->db, NULL, NULL, 0, &n), 0);
+	assert_int_equal(n, 3);
+}
+
 static void test_counts_and_stream(void **state)
 {
 	struct fixture *f = *state;
@@ -1002,6 +1040,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_pages_and_tokens, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_walk_exactly_once_under_churn, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_count_after_lost_sessions, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_counts_and_stream, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_scalable_limits_and_metrics, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_query_cache_never_stale, setup, teardown),
