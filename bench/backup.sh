@@ -19,17 +19,14 @@
 #   bench/backup.sh                       full size, 3 runs
 #   DW_BENCH_BACKUP_FILES=20000 DW_BENCH_BACKUP_SMALL_MB=100 DW_BENCH_BACKUP_LARGE_MB=256 \
 #   DW_BENCH_BACKUP_RUNS=1 bench/backup.sh        a quick run
-# Files live under $DW_BENCH_TMPDIR, else $TMPDIR, else /var/tmp, and are removed at the end.
+# Files live under $DW_BENCH_TMPDIR, else $TMPDIR, else /var/tmp, and are removed at the end;
+# restored trees stay until every tool ran on a tree (see bench_tree), so the full-size run
+# needs about 20 GB free there.
 set -euo pipefail
 top=$(git -C "$(dirname "$0")" rev-parse --show-toplevel)
 build=${DW_BENCH_BUILD:-$top/build-release}
-if [ ! -x "$build/dwscale" ]; then
-	if [ ! -f "$build/build.ninja" ]; then
-		meson setup "$build" "$top" --buildtype=release -Db_ndebug=true -Dtests=false \
-			-Dfault_injection=false
-	fi
-	ninja -C "$build" dwscale
-fi
+. "$top/bench/build.bash"
+dw_bench_build dwscale
 for t in restic borg /usr/bin/time; do
 	command -v "$t" >/dev/null || { echo "backup.sh: $t is not installed"; exit 1; }
 done

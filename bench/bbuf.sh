@@ -12,13 +12,8 @@
 set -euo pipefail
 top=$(git -C "$(dirname "$0")" rev-parse --show-toplevel)
 build=${DW_BENCH_BUILD:-$top/build-release}
-if [ ! -x "$build/bench/bench_bbuf" ]; then
-	if [ ! -f "$build/build.ninja" ]; then
-		meson setup "$build" "$top" --buildtype=release -Db_ndebug=true -Dtests=false \
-			-Dfault_injection=false
-	fi
-	ninja -C "$build" bench/bench_bbuf
-fi
+. "$top/bench/build.bash"
+dw_bench_build bench/bench_bbuf
 dir=${DW_BENCH_TMPDIR:-${TMPDIR:-/var/tmp}}
 file="$dir/dwscale-bench-bbuf.dat"
 if [ "${DW_BENCH_KEEP:-0}" != 1 ]; then

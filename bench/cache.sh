@@ -11,13 +11,8 @@ set -euo pipefail
 top=$(git -C "$(dirname "$0")" rev-parse --show-toplevel)
 build=${DW_BENCH_BUILD:-$top/build-release}
 traces="$top/../shared/data/cache-traces"
-if [ ! -x "$build/bench/bench_cache" ]; then
-	if [ ! -f "$build/build.ninja" ]; then
-		meson setup "$build" "$top" --buildtype=release -Db_ndebug=true -Dtests=false \
-			-Dfault_injection=false
-	fi
-	ninja -C "$build" bench/bench_cache
-fi
+. "$top/bench/build.bash"
+dw_bench_build bench/bench_cache
 if [ ! -d "$traces" ]; then
 	echo "cache traces not found at $traces" >&2
 	exit 1

@@ -18,13 +18,8 @@
 set -euo pipefail
 top=$(git -C "$(dirname "$0")" rev-parse --show-toplevel)
 build=${DW_BENCH_BUILD:-$top/build-release}
-if [ ! -x "$build/bench/bench_db" ]; then
-	if [ ! -f "$build/build.ninja" ]; then
-		meson setup "$build" "$top" --buildtype=release -Db_ndebug=true -Dtests=false \
-			-Dfault_injection=false
-	fi
-	ninja -C "$build" bench/bench_db
-fi
+. "$top/bench/build.bash"
+dw_bench_build bench/bench_db
 base=${DW_BENCH_TMPDIR:-${TMPDIR:-/var/tmp}}
 dir=$(mktemp -d "$base/dwscale-bench-db.XXXXXX")
 # As root the PostgreSQL server runs as 'postgres', which must reach its data directory.

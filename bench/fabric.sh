@@ -33,13 +33,8 @@
 set -euo pipefail
 top=$(git -C "$(dirname "$0")" rev-parse --show-toplevel)
 build=${DW_BENCH_BUILD:-$top/build-release}
-if [ ! -x "$build/dwscale" ]; then
-	if [ ! -f "$build/build.ninja" ]; then
-		meson setup "$build" "$top" --buildtype=release -Db_ndebug=true -Dtests=false \
-			-Dfault_injection=false
-	fi
-	ninja -C "$build" dwscale
-fi
+. "$top/bench/build.bash"
+dw_bench_build dwscale
 if ! command -v serf >/dev/null; then
 	echo "serf not found: install it (scripts/install-deps.sh --bench)" >&2
 	exit 1

@@ -11,13 +11,8 @@
 set -euo pipefail
 top=$(git -C "$(dirname "$0")" rev-parse --show-toplevel)
 build=${DW_BENCH_BUILD:-$top/build-release}
-if [ ! -x "$build/dwscale" ]; then
-	if [ ! -f "$build/build.ninja" ]; then
-		meson setup "$build" "$top" --buildtype=release -Db_ndebug=true -Dtests=false \
-			-Dfault_injection=false
-	fi
-	ninja -C "$build" dwscale
-fi
+. "$top/bench/build.bash"
+dw_bench_build dwscale
 exec /usr/bin/python3 - "$build/dwscale" "$@" <<'PY'
 import json, subprocess, sys, time
 

@@ -7,10 +7,9 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export DW_BENCH_BUILD=${DW_BENCH_BUILD:-$PWD/build-release}
-if [ ! -f "$DW_BENCH_BUILD/build.ninja" ]; then
-	meson setup "$DW_BENCH_BUILD" --buildtype=release -Db_ndebug=true -Dtests=false \
-		-Dfault_injection=false || exit 1
-fi
+top=$PWD build=$DW_BENCH_BUILD
+. bench/build.bash
+dw_bench_setup || exit 1
 ninja -C "$DW_BENCH_BUILD" || exit 1
 mkdir -p bench/out
 names=("$@")
