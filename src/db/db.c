@@ -9,12 +9,12 @@
  * Verified reads (verify_reads, on by default) check every row against its sum before the
  * row's last byte is handed on: a damaged row stops the get with DW_ECORRUPT within one row
  * (256 KiB), never after the whole object has been served, and a ranged get is checked too.
- * XXH3 runs at over 15 GB/s (dispatched to AVX2/AVX-512), so checking costs little; the SHA-256 of
- * the content (the object's identity, ETag) is computed once, at put. Objects written before row
- * sums existed are checked against their SHA-256 at the end instead, as before. A get walks the
- * rows of the version (oid) it found at open; each row is its own short read, so no transaction
- * spans the walk, and a concurrent overwrite shows up as DW_ECONFLICT (db_int.h, invariant 1),
- * never as a mix of versions.
+ * XXH3 runs at tens of GB/s (`xxhsum -b`, docs/formats/objects.md), so checking costs little; the
+ * SHA-256 of the content (the object's identity, ETag) is computed once, at put. Objects written
+ * before row sums existed are checked against their SHA-256 at the end instead, as before. A get
+ * walks the rows of the version (oid) it found at open; each row is its own short read, so no
+ * transaction spans the walk, and a concurrent overwrite shows up as DW_ECONFLICT (db_int.h,
+ * invariant 1), never as a mix of versions.
  *
  * Threads and locking: the strategy table is fixed after open and read without a lock; each
  * strategy is thread-safe on its own. Counters are C11 atomics (relaxed: they are statistics).
@@ -32,7 +32,8 @@
 #if defined(__x86_64__) || defined(__i386__)
 /*
  * XXH3 at the widest vectors the CPU has (AVX2, AVX-512), chosen at run time by libxxhash:
- * the plain entry points run its SSE2 code, 7.7 GB/s here against 17 GB/s dispatched.
+ * the plain entry points run its SSE2 code whatever the CPU (what it changed for a get and
+ * a put: README, bench/db.sh).
  */
 #include <xxh_x86dispatch.h>
 #endif
