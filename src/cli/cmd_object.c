@@ -4,7 +4,8 @@
  *
  * put and get stream: memory stays at a few chunks whatever the object's size. get -o FILE
  * writes a temporary file beside FILE and renames it into place only once the whole object has
- * been read and checked, so FILE is never seen half-written. On a terminal, long transfers show
+ * been read and checked, so FILE is never seen half-written; a FILE that is a device or a FIFO
+ * (-o /dev/null) is written in place (output_target). On a terminal, long transfers show
  * a progress line on stderr. ls prints one page by default (and the token for the next one);
  * --all walks every match at constant memory; --json gives scripts one JSON document per page,
  * or one JSON object per line with --all.
@@ -190,11 +191,41 @@ static int write_all(int fd, const void *buf, size_t len)
 	return 0;
 }
 
+/*
+ * Where -o FILE goes. A regular file (or a new one) is written through a temporary file renamed
+ * into place; through a symlink, the file it points to is replaced, not the link. Anything else
+ * that exists (a device such as /dev/null, a FIFO, a socket) is written in place: renaming a
+ * temporary file over it would replace the device node with a regular file.
+ */
+static int output_target(const char *out, char *real, size_t reallen, bool *in_place)
+{
+	struct stat st;
+	char *r;
+
+	*in_place = false;
+	snprintf(real, reallen, "%s", out);
+	if (stat(out, &st) < 0)
+		return errno == ENOENT ? 0 : -errno;
+	if (!S_ISREG(st.st_mode)) {
+		*in_place = true;
+		return 0;
+	}
+	r = realpath(out, NULL);
+	if (!r)
+		return -errno;
+	if (snprintf(real, reallen, "%s", r) >= (int)reallen) {
+		free(r);
+		return -ENAMETOOLONG;
+	}
+	free(r);
+	return 0;
+}
+
 static int do_get(struct dw__dbopen *d, const char *key, const struct opts *op)
 {
-	char tmp[PATH_MAX], dir[PATH_MAX];
+	char tmp[PATH_MAX], dir[PATH_MAX], target[PATH_MAX];
 	const char *out = op->output;
-	bool to_file = out && strcmp(out, "-") != 0;
+	bool to_file = out && strcmp(out, "-") != 0, in_place = false;
 	dw_db_object info = { 0 };
 	struct progress pr;
 	dw_bbuf *b = NULL;
@@ -202,10 +233,27 @@ static int do_get(struct dw__dbopen *d, const char *key, const struct opts *op)
 	size_t len;
 	int fd = 1, rc, ret = DW_EXIT_ERROR;
 
+	tmp[0] = '\0';
+	if (to_file) {
+		rc = output_target(out, target, sizeof(target), &in_place);
+		if (rc < 0) {
+			fprintf(stderr, "dwscale: object get: %s: %s\n", out, dw_strerror(rc));
+			return DW_EXIT_ERROR;
+		}
+		out = target;
+	}
 	rc = dw_db_get(d->db, d->strategy, key, strlen(key), &info, &b);
 	if (rc < 0)
 		return dw__db_exit(d->db, "object get", rc);
-	if (to_file) {
+	if (in_place) {
+		fd = open(out, O_WRONLY | O_CLOEXEC);
+		if (fd < 0) {
+			fprintf(stderr, "dwscale: object get: cannot open %s: %s\n", out,
+				strerror(errno));
+			goto out;
+		}
+		snprintf(tmp, sizeof(tmp), "%s", out); /* for messages; never unlinked */
+	} else if (to_file) {
 		if (snprintf(tmp, sizeof(tmp), "%s.dwtmp.XXXXXX", out) >= (int)sizeof(tmp)) {
 			fprintf(stderr, "dwscale: object get: output path too long\n");
 			goto out;
@@ -237,7 +285,15 @@ static int do_get(struct dw__dbopen *d, const char *key, const struct opts *op)
 		ret = rc == DW_ECONFLICT ? DW_EXIT_NOTFOUND : DW_EXIT_ERROR;
 		goto out;
 	}
-	if (to_file) {
+	if (in_place) {
+		rc = close(fd);
+		fd = -1;
+		if (rc < 0) {
+			fprintf(stderr, "dwscale: object get: writing %s: %s\n", out,
+				strerror(errno));
+			goto out;
+		}
+	} else if (to_file) {
 		int dfd;
 
 		if (fsync(fd) < 0 || close(fd) < 0) {
@@ -264,7 +320,7 @@ static int do_get(struct dw__dbopen *d, const char *key, const struct opts *op)
 out:
 	if (to_file && fd >= 0)
 		close(fd);
-	if (to_file && tmp[0] && ret != DW_EXIT_OK)
+	if (to_file && !in_place && tmp[0] && ret != DW_EXIT_OK)
 		unlink(tmp);
 	dw_bbuf_close(b);
 	dw_db_object_clear(&info);

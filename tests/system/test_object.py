@@ -5,6 +5,7 @@ import json
 import os
 import signal
 import subprocess
+import threading
 import time
 
 import pytest
@@ -199,3 +200,51 @@ def test_damaged_row_fails_the_get_and_keeps_the_old_file(dwscale_bin, tmp_path)
     assert r.returncode == 1
     assert "row 2 of the object is damaged" in r.stderr
     assert out.read_bytes() == b"previous content"
+
+
+def test_get_to_a_fifo_writes_in_place(dwscale_bin, tmp_path):
+    """-o onto something that is not a regular file (a FIFO here, /dev/null in use) is written
+    in place: a temporary file renamed over it would replace the node with a regular file."""
+    data = os.urandom(300 * 1024)
+    src = tmp_path / "in.bin"
+    src.write_bytes(data)
+    assert obj(dwscale_bin, tmp_path / "d", "put", "k", str(src)).returncode == 0
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    got = []
+
+    def drain():
+        with open(fifo, "rb") as f:
+            got.append(f.read())
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    r = obj(dwscale_bin, tmp_path / "d", "get", "k", "-o", str(fifo), timeout=60)
+    if not got:  # nothing opened the FIFO for writing: unblock the reader to fail cleanly
+        reader.join(timeout=1)
+        if reader.is_alive() and stat_is_fifo(fifo):
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+    reader.join(timeout=10)
+    assert r.returncode == 0, r.stderr
+    assert stat_is_fifo(fifo), "the FIFO was replaced by a regular file"
+    assert got == [data]
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["d", "in.bin", "pipe"]
+
+
+def stat_is_fifo(path):
+    import stat
+    return stat.S_ISFIFO(os.stat(path).st_mode)
+
+
+def test_get_through_a_symlink_replaces_the_target(dwscale_bin, tmp_path):
+    src = tmp_path / "in.bin"
+    src.write_bytes(b"new content")
+    assert obj(dwscale_bin, tmp_path / "d", "put", "k", str(src)).returncode == 0
+    target = tmp_path / "real.bin"
+    target.write_bytes(b"old")
+    link = tmp_path / "link.bin"
+    link.symlink_to(target)
+    r = obj(dwscale_bin, tmp_path / "d", "get", "k", "-o", str(link))
+    assert r.returncode == 0, r.stderr
+    assert link.is_symlink()
+    assert target.read_bytes() == b"new content"
