@@ -4,7 +4,8 @@
  * process-wide memory budget (dw_membudget) that all open streams share.
  *
  * A stream wraps a dw_source (a read callback: file, SQLite blob, PostgreSQL large object,
- * socket). dw_bbuf_open starts a producer thread owned by the stream. The producer fills chunks
+ * socket). dw_bbuf_open starts a producer thread owned by the stream (or several: see
+ * "Parallel producers"). The producer fills chunks
  * (64 KiB by default) from the source and queues them; the consumer takes them in order with
  * dw_bbuf_next (zero copy) or dw_bbuf_read (copy out). The stream never holds more than cap_bytes
  * of chunk memory (64 MiB by default): when every chunk it may have is queued or in the
@@ -50,6 +51,15 @@
  * costs as much as reading a chunk from the page cache; at most one fewer consumer than there are
  * CPUs spins at a time.
  *
+ * Parallel producers. A source that can read its content in independent parts (read_part,
+ * workers > 1; a database object's rows) is read by that many producer threads at once, each
+ * filling the chunks of one part, while the stream queues the parts strictly in order: the
+ * consumer sees the same bytes as from one producer. A stream does this only when it can charge
+ * the budget for workers parts of chunks at once without waiting (it then keeps that many
+ * chunks until the producers end) and its cap holds twice as many; otherwise it reads with one
+ * producer. A worker takes all the chunks of a part before it claims the part, so every claimed
+ * part completes and the stream cannot deadlock on its own chunks.
+ *
  * Errors and cancellation.
  *   - A source read that returns a negative code ends the stream: the consumer first receives
  *     every chunk produced before it (including a partly filled one), then that code.
@@ -61,7 +71,8 @@
  * Threads. dw_bbuf_next, dw_bbuf_read and dw_bbuf_close are for one consumer thread (they must
  * not race each other). dw_bbuf_cancel, dw_bbuf_held, dw_bbuf_peak and every dw_membudget
  * function are thread-safe. The source's read and close run on the producer thread (close runs
- * on the thread calling dw_bbuf_close); its cancel hook may run on any thread.
+ * on the thread calling dw_bbuf_close, after every producer ended); read_part runs on the
+ * workers, concurrently; its cancel hook may run on any thread.
  */
 #ifndef DWSCALE_BBUF_H
 #define DWSCALE_BBUF_H
@@ -96,7 +107,23 @@ typedef struct dw_source {
 	void *ctx;
 	void (*cancel)(void *ctx);
 	const char *(*errmsg)(void *ctx);
+	/*
+	 * Optional parallel reading ("Parallel producers" above). The content is cut into parts
+	 * of at most part_bytes; read_part fills part number `part` (counted from 0) into nbufs
+	 * buffers of chunk_size bytes, in order, each full but the last it uses, and returns the
+	 * part's byte count (> 0), 0 if the content ends before this part, or a negative code.
+	 * Up to `workers` threads call it at once, each with its own worker number
+	 * (0 .. workers-1), on parts in increasing order per worker. errmsg is called on the
+	 * failing worker's thread. read is still required: it is used when the stream reads with
+	 * a single producer.
+	 */
+	ssize_t (*read_part)(void *ctx, unsigned worker, uint64_t part, void *const *bufs,
+			     size_t nbufs, size_t chunk_size);
+	size_t part_bytes;
+	unsigned workers; /* <= DW_BBUF_WORKERS_MAX; 0 or 1: read only */
 } dw_source;
+
+#define DW_BBUF_WORKERS_MAX 8
 
 /*
  * Read from a file descriptor. With close_fd the fd is closed by the source's close. A regular

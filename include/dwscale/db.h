@@ -43,7 +43,10 @@ typedef struct dw_db_config {
 	size_t buffer_cap;	     /* bytes a streaming get may buffer; default 64 MiB */
 	uint64_t health_deadline_ms; /* default 5000 */
 	bool verify_reads;	     /* check each row's checksum as it is read; default true */
-	const dw_clock *clock;	     /* NULL = real */
+	/* Streaming gets that may read their rows with two threads at once (a second core
+	 * copying rows out; see db.c); default: online CPUs, at most 8; 0: one thread each. */
+	size_t read_helpers;
+	const dw_clock *clock; /* NULL = real */
 	/* Signs listing tokens; NULL: a random in-memory key (tokens die with the handle). */
 	dw_token_keyring *tokens;
 	uint64_t token_ttl_ms; /* default 72 h; 0 = tokens never expire */

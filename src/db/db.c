@@ -18,12 +18,15 @@
  *
  * Threads and locking: the strategy table is fixed after open and read without a lock; each
  * strategy is thread-safe on its own. Counters are C11 atomics (relaxed: they are statistics).
- * A reader is owned by one thread at a time (the bbuf producer, for a streaming get).
+ * A reader is owned by one thread at a time (the bbuf producer, for a streaming get), except
+ * that a parallel get's workers call reader_read_part at once: each touches only its own cursor
+ * and XXH3 state (wcur[w], wxs[w]) besides fields fixed before the stream started.
  */
 #include <errno.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -41,6 +44,8 @@
 #include "db_int.h"
 #include "dwscale/db.h"
 
+#define GET_WORKERS 2 /* rows read at once by a streaming get with a helper (read_part) */
+
 struct dw_db_reader {
 	dw_db *db;
 	struct dw__db_slot *slot;
@@ -57,6 +62,13 @@ struct dw_db_reader {
 	size_t skip;		      /* bytes of the first row to skip (ranged reads) */
 	struct dw__db_cursor *cursor; /* streaming get on a strategy with cursors */
 	int err;		      /* sticky */
+	/* Parallel rows (read_part): the first row of the get and the bytes to skip in it, a
+	 * cursor and an XXH3 state per worker, and whether the get holds a read_helpers slot. */
+	uint64_t first;
+	size_t first_skip;
+	struct dw__db_cursor *wcur[GET_WORKERS];
+	XXH3_state_t *wxs[GET_WORKERS];
+	bool helper;
 };
 
 _Thread_local char dw__db_err[768];
@@ -75,6 +87,11 @@ void dw_db_config_default(dw_db_config *cfg)
 	cfg->buffer_cap = 64u << 20;
 	cfg->health_deadline_ms = 5000;
 	cfg->verify_reads = true;
+	{
+		long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+
+		cfg->read_helpers = cpus < 1 ? 1 : cpus > 8 ? 8 : (size_t)cpus;
+	}
 	cfg->token_ttl_ms = DW_TOKEN_TTL_DEFAULT_MS;
 	cfg->cache_entries = 1024;
 	cfg->cache_bytes = 16u << 20;
@@ -95,6 +112,7 @@ static const struct dw__db_strategy_ops *ops_for(const char *uri)
 #define LIMIT_CAP      1
 #define LIMIT_DEADLINE 2
 #define LIMIT_CACHE    3
+#define LIMIT_HELPERS  4
 
 static const dw_limit db_limits[] = {
 	{ .name = "chunk_size",
@@ -117,6 +135,11 @@ static const dw_limit db_limits[] = {
 	  .max = 10000000,
 	  .unit = "",
 	  .help = "listing pages the query cache holds" },
+	{ .name = "read_helpers",
+	  .min = 0,
+	  .max = 256,
+	  .unit = "",
+	  .help = "streaming gets that may read their rows with two threads at once" },
 };
 
 static int db_limits_fn(void *self, dw_limit_fn fn, void *arg)
@@ -132,6 +155,9 @@ static int db_limits_fn(void *self, dw_limit_fn fn, void *arg)
 	fn(arg, &l);
 	l = db_limits[LIMIT_DEADLINE];
 	l.value = (double)atomic_load_explicit(&db->health_deadline_ms, memory_order_relaxed);
+	fn(arg, &l);
+	l = db_limits[LIMIT_HELPERS];
+	l.value = (double)atomic_load_explicit(&db->read_helpers, memory_order_relaxed);
 	fn(arg, &l);
 	if (db->qcache) {
 		dw_cache_stats cs;
@@ -151,6 +177,7 @@ static int db_reconfigure(void *self, const dw_limit_change *c, size_t n, char *
 	size_t cap = atomic_load_explicit(&db->buffer_cap, memory_order_relaxed);
 	uint64_t deadline = atomic_load_explicit(&db->health_deadline_ms, memory_order_relaxed);
 	size_t cache = 0;
+	size_t helpers = atomic_load_explicit(&db->read_helpers, memory_order_relaxed);
 	dw_cache_stats cs;
 	int rc;
 
@@ -174,6 +201,8 @@ static int db_reconfigure(void *self, const dw_limit_change *c, size_t n, char *
 			cap = (size_t)c[i].value;
 		else if (which == LIMIT_CACHE)
 			cache = (size_t)c[i].value;
+		else if (which == LIMIT_HELPERS)
+			helpers = (size_t)c[i].value;
 		else
 			deadline = (uint64_t)c[i].value;
 	}
@@ -186,6 +215,7 @@ static int db_reconfigure(void *self, const dw_limit_change *c, size_t n, char *
 	atomic_store_explicit(&db->chunk_size, chunk, memory_order_relaxed);
 	atomic_store_explicit(&db->buffer_cap, cap, memory_order_relaxed);
 	atomic_store_explicit(&db->health_deadline_ms, deadline, memory_order_relaxed);
+	atomic_store_explicit(&db->read_helpers, helpers, memory_order_relaxed); /* new gets */
 	if (cache) {
 		dw_cache_stats_get(db->qcache, &cs);
 		rc = dw_cache_resize(db->qcache, cache, cs.max_bytes);
@@ -253,6 +283,9 @@ static int db_metrics(void *self, dw_metric_fn fn, void *arg)
 	emit(fn, arg, "readers_open", NULL,
 	     (double)atomic_load_explicit(&db->readers_open, memory_order_relaxed), "",
 	     "object readers open (streaming gets and chunk iterators)", DW_METRIC_GAUGE);
+	emit(fn, arg, "read_helpers_active", NULL,
+	     (double)atomic_load_explicit(&db->helpers_active, memory_order_relaxed), "",
+	     "streaming gets reading their rows with two threads now", DW_METRIC_GAUGE);
 	emit(fn, arg, "stream_buffer_bytes", NULL, (double)held, "bytes",
 	     "bytes held by all bounded buffer streams of the process", DW_METRIC_GAUGE);
 	emit(fn, arg, "streams_open", NULL, (double)streams, "",
@@ -326,6 +359,8 @@ int dw_db_open(const dw_db_config *cfg, dw_db **out, char *err, size_t errlen)
 	atomic_init(&db->health_deadline_ms, cfg->health_deadline_ms);
 	atomic_init(&db->chunk_size, cfg->chunk_size);
 	atomic_init(&db->buffer_cap, cfg->buffer_cap);
+	atomic_init(&db->read_helpers, cfg->read_helpers);
+	atomic_init(&db->helpers_active, 0);
 	db->tokens = cfg->tokens;
 	if (!db->tokens) {
 		uint8_t secret[32];
@@ -819,6 +854,13 @@ void dw_db_reader_close(dw_db_reader *r)
 	if (!r)
 		return;
 	atomic_fetch_sub_explicit(&r->db->readers_open, 1, memory_order_relaxed);
+	for (int i = 0; i < GET_WORKERS; i++) {
+		if (r->wcur[i])
+			r->slot->s->ops->cursor_close(r->wcur[i]);
+		XXH3_freeState(r->wxs[i]);
+	}
+	if (r->helper)
+		atomic_fetch_sub_explicit(&r->db->helpers_active, 1, memory_order_relaxed);
 	if (r->cursor)
 		r->slot->s->ops->cursor_close(r->cursor);
 	dw__db_info_clear(&r->info);
@@ -957,6 +999,111 @@ static ssize_t reader_read(void *ctx, void *buf, size_t len)
 	return (ssize_t)n;
 }
 
+/*
+ * Parallel rows: a streaming get of at least GET_PARALLEL_MIN rows, when the read_helpers limit
+ * has a slot free, offers the stream read_part with GET_WORKERS workers (dw_bbuf's parallel
+ * producers). Part p is row first + p, read whole by one worker through its own cursor, straight
+ * into the stream's chunks and checked against its sum before the stream queues any of it, so
+ * a damaged row still stops the get before its bytes are handed on. Workers read the rows of
+ * one version (oid) through their own connections: invariant 1 (db_int.h) makes that a read of
+ * one version, or DW_ECONFLICT. Why: one thread copying rows out of SQLite is what bounds a get;
+ * two copying disjoint rows go nearly twice as fast on two cores (bench/db.sh). Objects without
+ * row sums, checked against their SHA-256 in order, read with one producer.
+ */
+#define GET_PARALLEL_MIN 4
+
+static ssize_t reader_read_part(void *ctx, unsigned w, uint64_t part, void *const *bufs,
+				size_t nbufs, size_t chunk)
+{
+	dw_db_reader *r = ctx;
+	struct dw__db_strategy *s = r->slot->s;
+	uint64_t seq = r->first + part, want = 0;
+	size_t rl, off, hdr = r->info.row_sums ? DW__DB_ROW_SUM : 0, total = 0;
+	XXH3_state_t *xs = NULL;
+	int rc;
+
+	if (w >= GET_WORKERS || seq >= r->info.chunks)
+		return seq >= r->info.chunks ? 0 : DW_EPROTO;
+	rl = row_length(r, seq);
+	off = part == 0 ? r->first_skip : 0;
+	if (off >= rl)
+		return 0;
+	if (!r->wcur[w]) {
+		rc = s->ops->cursor_open(s, r->info.oid, &r->wcur[w]);
+		if (rc < 0)
+			return dw__db_fail(r->slot, rc);
+	}
+	if (r->xs) { /* verified reads of a row with its sum */
+		uint8_t sum[DW__DB_ROW_SUM];
+
+		if (!r->wxs[w]) {
+			r->wxs[w] = XXH3_createState();
+			if (!r->wxs[w])
+				return -ENOMEM;
+		}
+		xs = r->wxs[w];
+		rc = s->ops->cursor_read(r->wcur[w], seq, 0, sum, sizeof(sum));
+		if (rc < 0)
+			return dw__db_fail(r->slot, rc);
+		want = row_sum_load(sum);
+		XXH3_64bits_reset(xs);
+		for (size_t h = 0; h < off;) { /* a ranged get's first row: hash its head too */
+			size_t n = off - h < chunk ? off - h : chunk;
+
+			rc = s->ops->cursor_read(r->wcur[w], seq, hdr + h, bufs[0], n);
+			if (rc < 0)
+				return dw__db_fail(r->slot, rc);
+			XXH3_64bits_update(xs, bufs[0], n);
+			h += n;
+		}
+	}
+	for (size_t i = 0; off < rl; i++) {
+		size_t n = rl - off < chunk ? rl - off : chunk;
+
+		if (i >= nbufs)
+			return DW_EPROTO;
+		rc = s->ops->cursor_read(r->wcur[w], seq, hdr + off, bufs[i], n);
+		if (rc < 0)
+			return dw__db_fail(r->slot, rc);
+		if (xs)
+			XXH3_64bits_update(xs, bufs[i], n);
+		off += n;
+		total += n;
+	}
+	if (xs && XXH3_64bits_digest(xs) != want) {
+		snprintf(
+			tls_err, sizeof(tls_err),
+			"db: strategy %s: row %llu of the object is damaged (its checksum does not "
+			"match)",
+			r->slot->name, (unsigned long long)seq);
+		return DW_ECORRUPT;
+	}
+	atomic_fetch_add_explicit(&r->db->bytes_out_total, total, memory_order_relaxed);
+	return (ssize_t)total;
+}
+
+/* Offer the stream parallel rows when the get is long enough and a helper slot is free. */
+static void offer_parallel(dw_db_reader *r, dw_source *src)
+{
+	size_t limit = atomic_load_explicit(&r->db->read_helpers, memory_order_relaxed);
+	size_t active = atomic_load_explicit(&r->db->helpers_active, memory_order_relaxed);
+
+	if (!r->slot->s->ops->cursor_open || r->md || r->info.chunks < r->seq + GET_PARALLEL_MIN)
+		return;
+	do {
+		if (active >= limit)
+			return;
+	} while (!atomic_compare_exchange_weak_explicit(&r->db->helpers_active, &active, active + 1,
+							memory_order_relaxed,
+							memory_order_relaxed));
+	r->helper = true;
+	r->first = r->seq;
+	r->first_skip = r->skip;
+	src->read_part = reader_read_part;
+	src->part_bytes = DW__DB_ROW_MAX;
+	src->workers = GET_WORKERS;
+}
+
 static void reader_source_close(void *ctx)
 {
 	dw_db_reader_close(ctx);
@@ -1002,6 +1149,7 @@ static int get_from(dw_db *db, const char *strategy, const void *key, size_t kle
 	src.close = reader_source_close;
 	src.errmsg = reader_source_errmsg;
 	src.ctx = r;
+	offer_parallel(r, &src);
 	dw_bbuf_config_default(&bc);
 	bc.chunk_size = atomic_load_explicit(&db->chunk_size, memory_order_relaxed);
 	bc.cap_bytes = atomic_load_explicit(&db->buffer_cap, memory_order_relaxed);

@@ -149,6 +149,8 @@ struct dw_db {
 	pthread_mutex_t health_lock; /* guards starting health workers */
 	_Atomic uint64_t health_deadline_ms;
 	_Atomic size_t chunk_size, buffer_cap; /* live limits */
+	_Atomic size_t read_helpers;	       /* live limit: gets reading with two threads */
+	_Atomic size_t helpers_active;	       /* such gets running now */
 	dw_scalable scalable;
 	dw_cache *qcache;			     /* NULL when disabled */
 	_Atomic uint64_t qcache_hits, qcache_misses; /* pages served / computed (stale = miss) */

@@ -309,41 +309,55 @@ static void test_reader_sees_one_version(void **state)
 	free(v2);
 }
 
+static int stream_all(dw_db *db, const char *key, uint64_t offset, const uint8_t *want,
+		      size_t *got);
+
+/*
+ * Overwrite key (n bytes) while a streaming get of it has handed on one chunk: the rest is the
+ * old version whole, or DW_ECONFLICT, never a mix; a new get returns the new version.
+ */
+static void overwrite_during_get(struct fixture *f, const char *key, size_t n)
+{
+	uint8_t *v1 = pattern(n, 11), *v2 = pattern(n, 12);
+	const void *chunk;
+	size_t len, got;
+	dw_bbuf *b;
+	int rc;
+
+	assert_int_equal(put_mem(f->db, key, v1, n, NULL), 0);
+	assert_int_equal(dw_db_get(f->db, NULL, key, strlen(key), NULL, &b), 0);
+	assert_int_equal(dw_bbuf_next(b, &chunk, &len), 1);
+	assert_memory_equal(chunk, v1, len);
+	got = len;
+	assert_int_equal(put_mem(f->db, key, v2, n, NULL), 0);
+	while ((rc = dw_bbuf_next(b, &chunk, &len)) == 1) {
+		/* whatever arrives is version 1 */
+		assert_memory_equal(chunk, v1 + got, len);
+		got += len;
+	}
+	if (rc == 0)
+		assert_int_equal(got, n);
+	else
+		assert_int_equal(rc, DW_ECONFLICT);
+	dw_bbuf_close(b);
+	assert_int_equal(stream_all(f->db, key, 0, v2, &got), 0);
+	assert_int_equal(got, n);
+	free(v1);
+	free(v2);
+}
+
 static void test_streaming_get_sees_one_version(void **state)
 {
 	struct fixture *f = *state;
 	const dw_scalable *sc = dw_db_scalable(f->db);
 	dw_limit_change small[2] = { { .name = "chunk_size", .value = 65536 },
 				     { .name = "buffer_cap", .value = 65536 } };
-	size_t n = 40 * ROW, got = 0; /* longer than one read snapshot of the SQLite cursor */
-	uint8_t *v1 = pattern(n, 11), *v2 = pattern(n, 12);
-	const void *chunk;
-	size_t len;
-	dw_bbuf *b;
 	char err[128];
-	int rc;
 
-	/* a one-chunk buffer: the producer cannot read ahead past the overwrite */
+	/* a one-chunk buffer: the producer cannot read ahead past the overwrite; longer than one
+	 * read snapshot of the SQLite cursor */
 	assert_int_equal(sc->ops->reconfigure(sc->self, small, 2, err, sizeof(err)), 0);
-	assert_int_equal(put_mem(f->db, "sg/k", v1, n, NULL), 0);
-	assert_int_equal(dw_db_get(f->db, NULL, "sg/k", 4, NULL, &b), 0);
-	assert_int_equal(dw_bbuf_next(b, &chunk, &len), 1);
-	assert_memory_equal(chunk, v1, len);
-	got = len;
-	assert_int_equal(put_mem(f->db, "sg/k", v2, n, NULL), 0);
-	while ((rc = dw_bbuf_next(b, &chunk, &len)) == 1) {
-		/* whatever arrives is version 1 */
-		assert_memory_equal(chunk, v1 + got, len);
-		got += len;
-	}
-	/* old content whole, or a clear failure: never a mix (every byte above was v1's) */
-	if (rc == 0)
-		assert_int_equal(got, n);
-	else
-		assert_int_equal(rc, DW_ECONFLICT);
-	dw_bbuf_close(b);
-	free(v1);
-	free(v2);
+	overwrite_during_get(f, "sg/k", 40 * ROW);
 }
 
 /* A source that fails after `ok` bytes. */
@@ -906,6 +920,98 @@ static void test_damaged_row_detected(void **state)
 	free(data);
 }
 
+static void grab_helpers(void *arg, const dw_metric *m)
+{
+	if (strcmp(m->name, "read_helpers_active") == 0)
+		*(double *)arg = m->value;
+}
+
+static double helpers_active(dw_db *db)
+{
+	const dw_scalable *sc = dw_db_scalable(db);
+	double v = -1;
+
+	sc->ops->metrics(sc->self, grab_helpers, &v);
+	return v;
+}
+
+/*
+ * A streaming get of a long object reads its rows with two threads (read_helpers): the bytes
+ * are the same, whole or ranged from inside a row, with the helper counted while the get is
+ * open and given back after; with the limit at 0 the get reads alone and returns the same.
+ * On PostgreSQL (no cursors) gets always read alone.
+ */
+static void test_parallel_rows(void **state)
+{
+	struct fixture *f = *state;
+	const dw_scalable *sc = dw_db_scalable(f->db);
+	dw_limit_change off = { .name = "read_helpers", .value = 0 };
+	dw_limit_change two = { .name = "read_helpers", .value = 2 };
+	size_t n = 23 * ROW + 4321, got;
+	uint64_t offs[] = { 0, 1, ROW - 1, ROW + 77, 5 * ROW, 19 * ROW + 10, 22 * ROW };
+	uint8_t *data = pattern(n, 21);
+	dw_db_object info;
+	const void *chunk;
+	size_t len;
+	dw_bbuf *b;
+	char err[160];
+
+	assert_int_equal(sc->ops->reconfigure(sc->self, &two, 1, err, sizeof(err)), 0);
+	assert_int_equal(put_mem(f->db, "par/a", data, n, NULL), 0);
+	assert_int_equal(helpers_active(f->db), 0);
+	assert_int_equal(dw_db_get(f->db, NULL, "par/a", 5, &info, &b), 0);
+	assert_int_equal(dw_bbuf_next(b, &chunk, &len), 1);
+	assert_memory_equal(chunk, data, len);
+	assert_int_equal(helpers_active(f->db), pg_uri ? 0 : 1);
+	dw_bbuf_close(b);
+	dw_db_object_clear(&info);
+	assert_int_equal(helpers_active(f->db), 0);
+
+	for (size_t i = 0; i < sizeof(offs) / sizeof(offs[0]); i++) {
+		assert_int_equal(stream_all(f->db, "par/a", offs[i], data, &got), 0);
+		assert_int_equal(got, n - offs[i]);
+	}
+	assert_int_equal(helpers_active(f->db), 0);
+
+	assert_int_equal(sc->ops->reconfigure(sc->self, &off, 1, err, sizeof(err)), 0);
+	assert_int_equal(dw_db_get(f->db, NULL, "par/a", 5, &info, &b), 0);
+	assert_int_equal(dw_bbuf_next(b, &chunk, &len), 1);
+	assert_int_equal(helpers_active(f->db), 0);
+	dw_bbuf_close(b);
+	dw_db_object_clear(&info);
+	assert_int_equal(stream_all(f->db, "par/a", ROW + 77, data, &got), 0);
+	assert_int_equal(got, n - ROW - 77);
+	free(data);
+}
+
+/* Damaged rows read by either thread of a parallel get stop it at that row, with its number. */
+static void test_parallel_rows_damaged(void **state)
+{
+	struct fixture *f = *state;
+	size_t n = 12 * ROW, got;
+	uint8_t *data = pattern(n, 23);
+
+	assert_int_equal(put_mem(f->db, "pd/a", data, n, NULL), 0);
+	damage_row(f, "pd/a", 6, 5, true);
+	assert_int_equal(stream_all(f->db, "pd/a", 0, data, &got), DW_ECORRUPT);
+	assert_int_equal(got, 6 * ROW); /* rows 0-5 whole, nothing of row 6 */
+	assert_non_null(strstr(stream_msg, "row 6 "));
+	damage_row(f, "pd/a", 3, ROW - 1, true);
+	assert_int_equal(stream_all(f->db, "pd/a", 0, data, &got), DW_ECORRUPT);
+	assert_int_equal(got, 3 * ROW);
+	assert_non_null(strstr(stream_msg, "row 3 "));
+	assert_int_equal(stream_all(f->db, "pd/a", 2 * ROW + 9, data, &got), DW_ECORRUPT);
+	assert_int_equal(got, ROW - 9);
+	assert_int_equal(helpers_active(f->db), 0);
+	free(data);
+}
+
+/* The same during a parallel get, whose workers read ahead of the consumer. */
+static void test_parallel_get_sees_one_version(void **state)
+{
+	overwrite_during_get(*state, "pv/k", 60 * ROW);
+}
+
 /*
  * Objects stored without row sums (written before schema version 2) still read back, checked
  * against their SHA-256 at the end: intact they stream whole, damaged the get fails.
@@ -1045,6 +1151,10 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_scalable_limits_and_metrics, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_query_cache_never_stale, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_damaged_row_detected, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_parallel_rows, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_parallel_rows_damaged, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_parallel_get_sees_one_version, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_objects_without_row_sums, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sqlite_schema_1_upgrades, setup, teardown),
 	};
