@@ -52,7 +52,11 @@
  *      is in S3-FIFO mode, so what that mode really delivers counts; the S3-FIFO shadow's while
  *      in LRU mode) is added to a score that decays by SCORE_DECAY per window; past
  *      +-SCORE_MARGIN of the gets the score spans, the mode follows its sign. A new cache starts
- *      in LRU mode. No entry moves at a switch (O(1)):
+ *      in LRU mode. Each return from S3-FIFO to LRU (a try that did not pay) doubles the margin
+ *      that S3-FIFO must pass next time (s3_bar, up to BACKOFF_MAX times), and every
+ *      BACKOFF_CALM windows without a switch halve it again: on a near-tie, where the shadows
+ *      see the two orders within a few hits of each other, the cache stops flipping, since each
+ *      flip costs the hits of a reordering. No entry moves at a switch (O(1)):
  *        - LRU mode: a new key goes to small, a hit (or a put of a present key) moves the entry
  *          to main's head, and eviction drops the older of the two tails by tick (the counter
  *          stamped on every put and hit). Both queues are then in tick order, so this is exact
@@ -65,13 +69,13 @@
  *      mode would first lose a full zigzag turn before the shadows can tell); traces where
  *      S3-FIFO wins (scans, loops, Zipf) switch within a window or two. Measured on the 72 cells
  *      of bench/cache.sh --ratio: cells under LRU 9 -> 2 (worst -2.01 -> -0.07 points, both
- *      near-ties where the mode flips), at the cost of part of the win on short loop-like traces
- *      (gli 25 % +37 -> +14, ps 25 % +12 -> +4, multi3 25 % +14 -> +10.5: traces a few loops
- *      long, where the subset the cache holds when it turns to S3-FIFO is hit later in the loop
- *      than the one a cold S3-FIFO locks onto) and up to 1 point at 25 % on web07/web12/zipf.
- *      Limits: the shadows bound entries only; with max_entries = 0 (a byte bound alone) there
- *      are none and the mode stays S3-FIFO; when the byte bound binds first, they simulate the
- *      entry bound. delete_prefix and expirations are not mirrored (the shadows only estimate).
+ *      near-ties where the mode flipped; 0 in 9 runs with the backoff), at the cost of part of the
+ * win on short loop-like traces (gli 25 % +37 -> +14, ps 25 % +12 -> +4, multi3 25 % +14 -> +10.5:
+ * traces a few loops long, where the subset the cache holds when it turns to S3-FIFO is hit later
+ * in the loop than the one a cold S3-FIFO locks onto) and up to 1 point at 25 % on
+ * web07/web12/zipf. Limits: the shadows bound entries only; with max_entries = 0 (a byte bound
+ * alone) there are none and the mode stays S3-FIFO; when the byte bound binds first, they simulate
+ * the entry bound. delete_prefix and expirations are not mirrored (the shadows only estimate).
  *      Memory: at most 2 x SHADOW_TARGET entries of ~90 bytes plus their ghosts and indexes
  *      (under 0.7 MB per cache), reported by the shadow_entries metric.
  *
@@ -162,6 +166,12 @@
  *   flipped 20-90 times on zigzag and orm-busy (10 cells below); 0.9 with 8x windows, 10 below.
  *   SCORE_MARGIN 0.002: 0.005 left cpp 25 % at -0.17; 0.01 to leave LRU cost loop and scan at
  *   1 % all their gain and web/zipf 25 % 1-1.7 points.
+ *   SCORE_MARGIN_S3 (the margin to leave LRU alone): 0.001-0.003 left sprite 10 % and
+ *   orm-busy 1 % below LRU (-0.07..-0.29); no single margin fixes a near-tie.
+ *   BACKOFF_MAX 32, BACKOFF_CALM 256: sprite 10 % -0.07 -> +0.06, orm-busy 1 % -0.04 -> +0.06,
+ *   at a cost of orm-night 1 % +1.01 -> +0.65; BACKOFF_MAX 1 is no backoff; 8 or 4 (calm 64)
+ *   left both cells below; 16/256 left web07 25 % at -0.01 in two runs of three; 32/512 left
+ *   orm-busy 1 % at -0.05.
  *   START_LRU 1: starting in S3-FIFO mode paid one full zigzag turn before the shadows could
  *   tell (zigzag -0.87 at 25 %, 9 cells below); starting in LRU mode costs the S3-FIFO-friendly
  *   traces the first window or two (gli 25 % +14 instead of +37: gli is 2 loops long).
@@ -187,6 +197,15 @@
 #endif
 #ifndef SCORE_MARGIN
 #define SCORE_MARGIN 0.002 /* hysteresis: share of the gets the score spans */
+#endif
+#ifndef SCORE_MARGIN_S3
+#define SCORE_MARGIN_S3 SCORE_MARGIN /* the same, to leave LRU mode */
+#endif
+#ifndef BACKOFF_MAX
+#define BACKOFF_MAX 32
+#endif
+#ifndef BACKOFF_CALM
+#define BACKOFF_CALM 256
 #endif
 #ifndef START_LRU
 #define START_LRU 1
@@ -262,6 +281,8 @@ struct dw_cache {
 	uint64_t win_len;	    /* protected by lock: window length in sampled gets */
 	uint64_t win_hits[2];	    /* protected by lock: shadow hits in this window */
 	double score;		    /* protected by lock: LRU's lead, decayed over windows */
+	double s3_bar;		    /* protected by lock: x SCORE_MARGIN to leave LRU (backoff) */
+	unsigned calm_windows;	    /* protected by lock: windows since the last switch */
 	uint64_t switches;	    /* protected by lock: mode changes */
 	_Atomic uint64_t ttl_ns;    /* 0 = none */
 	uint64_t seed;		    /* immutable */
@@ -749,7 +770,7 @@ static void shadow_remove(dw_cache *s, uint64_t h)
 
 /*
  * End of a window: LRU's lead over S3-FIFO (in shadow hits) joins the decayed score; the mode
- * follows the score's sign once it passes the margin either way.
+ * follows the score's sign once it passes the margin either way (to S3-FIFO, s3_bar times it).
  */
 static void policy_decide(dw_cache *c)
 {
@@ -758,12 +779,22 @@ static void policy_decide(dw_cache *c)
 	double span = (double)c->win_len / (1.0 - SCORE_DECAY);
 
 	c->score = c->score * SCORE_DECAY + lead;
+	if (c->s3_bar < 1)
+		c->s3_bar = 1;
+	if (++c->calm_windows >= BACKOFF_CALM && c->s3_bar > 1) {
+		c->s3_bar /= 2;
+		c->calm_windows = 0;
+	}
 	if (c->mode == POL_S3 && c->score > SCORE_MARGIN * span) {
 		c->mode = POL_LRU;
 		c->switches++;
-	} else if (c->mode == POL_LRU && c->score < -SCORE_MARGIN * span) {
+		c->calm_windows = 0;
+		/* S3-FIFO did not pay: ask more of it before the next try */
+		c->s3_bar = c->s3_bar * 2 > BACKOFF_MAX ? BACKOFF_MAX : c->s3_bar * 2;
+	} else if (c->mode == POL_LRU && c->score < -SCORE_MARGIN_S3 * c->s3_bar * span) {
 		c->mode = POL_S3;
 		c->switches++;
+		c->calm_windows = 0;
 	}
 	c->win_gets = 0;
 	c->win_hits[POL_S3] = c->win_hits[POL_LRU] = 0;
@@ -1599,6 +1630,7 @@ static int sc_metrics(void *self, dw_metric_fn fn, void *arg)
 	dw_cache_stats st;
 	size_t small_n, main_n, ghost_n, shadow_n = 0;
 	uint64_t switches;
+	double s3_bar;
 	double small_frac;
 	int mode;
 	uint64_t lookups;
@@ -1612,6 +1644,7 @@ static int sc_metrics(void *self, dw_metric_fn fn, void *arg)
 	small_frac = c->small_frac;
 	mode = c->mode;
 	switches = c->switches;
+	s3_bar = c->s3_bar < 1 ? 1 : c->s3_bar;
 	for (int i = 0; i < 2; i++) {
 		if (c->shadow[i])
 			shadow_n += c->shadow[i]->n + c->shadow[i]->ghost.n;
@@ -1656,6 +1689,10 @@ static int sc_metrics(void *self, dw_metric_fn fn, void *arg)
 	     DW_METRIC_GAUGE);
 	EMIT("policy_switches_total", switches, "ops", "changes between S3-FIFO and LRU order",
 	     DW_METRIC_COUNTER);
+	EMIT("policy_s3_bar", s3_bar, "ratio",
+	     "how many times the usual lead S3-FIFO order needs to replace LRU order (doubles "
+	     "after a try that did not pay)",
+	     DW_METRIC_GAUGE);
 	EMIT("shadow_entries", shadow_n, "entries",
 	     "sampled keys and ghosts held by the two policy shadows", DW_METRIC_GAUGE);
 	EMIT("store_errors_total", atomic_load_explicit(&c->store_errors, memory_order_relaxed),

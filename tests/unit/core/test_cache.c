@@ -458,6 +458,57 @@ static void test_policy_learns_scan_resistance(void **state)
 	dw_cache_close(c);
 }
 
+static void run_hot_and_scans(dw_cache *c, unsigned rounds, unsigned *fresh)
+{
+	for (unsigned r = 0; r < rounds; r++) {
+		for (unsigned i = 0; i < 40 * 4; i++) {
+			if (!has_u(c, i % 40))
+				assert_int_equal(put_u(c, i % 40, 1), 0);
+		}
+		for (unsigned i = 0; i < 400; i++, (*fresh)++) {
+			if (!has_u(c, *fresh))
+				assert_int_equal(put_u(c, *fresh, 1), 0);
+		}
+	}
+}
+
+static void run_zigzag(dw_cache *c, unsigned rounds)
+{
+	for (unsigned r = 0; r < rounds; r++) {
+		for (unsigned i = 0; i < 800; i++) {
+			unsigned k = 100000 + (i < 400 ? i : 799 - i);
+
+			if (!has_u(c, k))
+				assert_int_equal(put_u(c, k, 1), 0);
+		}
+	}
+}
+
+/*
+ * Rule 8's backoff: a return from S3-FIFO to LRU order doubles the lead S3-FIFO needs next time
+ * (policy_s3_bar), and a long calm without a switch halves it back, so a near-tie does not make
+ * the cache flip back and forth.
+ */
+static void test_policy_backs_off_after_a_return(void **state)
+{
+	dw_cache *c = open_cache(100, 0, NULL, 0);
+	unsigned fresh = 1000;
+
+	assert_true(metric(c, "policy_s3_bar") == 1);
+	run_hot_and_scans(c, 12, &fresh);
+	assert_true(metric(c, "policy_lru") == 0);
+	assert_true(metric(c, "policy_s3_bar") == 1); /* going to S3-FIFO costs nothing */
+	run_zigzag(c, 30);
+	assert_true(metric(c, "policy_lru") == 1);
+	assert_true(metric(c, "policy_switches_total") == 2);
+	assert_true(metric(c, "policy_s3_bar") == 2);
+	/* 256 windows of 256 sampled gets without a switch halve it */
+	run_zigzag(c, 256 * 256 / 800 + 2);
+	assert_true(metric(c, "policy_s3_bar") == 1);
+	assert_true(metric(c, "policy_switches_total") == 2);
+	dw_cache_close(c);
+}
+
 /*
  * LRU mode keeps new keys in small and hit keys in main, evicting the older tail by tick: that
  * must be exactly LRU, hit for hit, on a skewed random trace.
@@ -1130,6 +1181,7 @@ int main(void)
 		cmocka_unit_test(test_main_keeps_lru_order),
 		cmocka_unit_test(test_policy_tracks_lru),
 		cmocka_unit_test(test_policy_learns_scan_resistance),
+		cmocka_unit_test(test_policy_backs_off_after_a_return),
 		cmocka_unit_test(test_policy_shadow_memory),
 		cmocka_unit_test(test_lru_order_is_exact),
 		cmocka_unit_test(test_ttl),
