@@ -7,6 +7,8 @@
  *      64 KiB sqlite3_blob_read loop over the same chunk rows (SQLite) and against
  *      `psql -c "\lo_export OID /dev/null"` of the same bytes stored as a large object
  *      (PostgreSQL); throughput, ratio and peak RSS (goal <= 80 MiB);
+ *      and, for information, 200 gets of a 1 MiB object in a row (what a get costs beyond
+ *      its bytes: a connection, a stream, its threads);
  *   2. put of the same object from a file: throughput and peak RSS (goal <= 80 MiB);
  *   3. listing over 1M objects: page 10,000 reached by walking tokens vs page 1 (goal <= 2x),
  *      beside the same page by SQL OFFSET;
@@ -412,26 +414,20 @@ struct get_arg {
 	bool verify;
 };
 
-static void child_get(const void *varg, struct result *r)
+/* Stream key to out; adds its bytes to r->bytes; 0, or the error (with r's message set). */
+static int get_to(dw_db *db, const char *key, int out, struct result *r)
 {
-	const struct get_arg *a = varg;
-	int out = open("/dev/null", O_WRONLY | O_CLOEXEC);
 	dw_db_object info;
 	dw_bbuf *b = NULL;
-	dw_db *db = NULL;
+	uint64_t start = r->bytes;
 	const void *p;
 	size_t len;
-	double t0;
 	int rc;
 
-	memset(&info, 0, sizeof(info));
-	if (out < 0 || db_open(a->uri, a->verify, 0, NULL, &db, r) < 0)
-		goto out;
-	t0 = now_s();
-	rc = dw_db_get(db, NULL, a->key, strlen(a->key), &info, &b);
+	rc = dw_db_get(db, NULL, key, strlen(key), &info, &b);
 	if (rc < 0) {
 		set_msg(r, rc, "dw_db_get", dw_db_errmsg(db));
-		goto out;
+		return rc;
 	}
 	while ((rc = dw_bbuf_next(b, &p, &len)) == 1) {
 		rc = write_all(out, p, len);
@@ -439,15 +435,76 @@ static void child_get(const void *varg, struct result *r)
 			break;
 		r->bytes += len;
 	}
-	r->secs = now_s() - t0;
-	if (rc < 0)
+	if (rc < 0) {
 		set_msg(r, rc, "dw_db_get stream", dw_bbuf_errmsg(b));
-	else if (r->bytes != info.size)
-		set_msg(r, DW_ECORRUPT, "dw_db_get", "short read");
-out:
+	} else if (r->bytes - start != info.size) {
+		rc = DW_ECORRUPT;
+		set_msg(r, rc, "dw_db_get", "short read");
+	}
 	dw_bbuf_close(b);
 	dw_db_object_clear(&info);
+	return rc;
+}
+
+static void child_get(const void *varg, struct result *r)
+{
+	const struct get_arg *a = varg;
+	int out = open("/dev/null", O_WRONLY | O_CLOEXEC);
+	dw_db *db = NULL;
+	double t0;
+
+	if (out < 0 || db_open(a->uri, a->verify, 0, NULL, &db, r) < 0)
+		goto out;
+	t0 = now_s();
+	get_to(db, a->key, out, r);
+	r->secs = now_s() - t0;
+out:
 	dw_db_close(db);
+	if (out >= 0)
+		close(out);
+}
+
+/* Many gets of a small object one after the other: what a get costs beyond its bytes. */
+#define SMALL_SIZE (1u << 20)
+#define SMALL_GETS 200
+
+static void child_small(const void *varg, struct result *r)
+{
+	const struct get_arg *a = varg;
+	int out = open("/dev/null", O_WRONLY | O_CLOEXEC);
+	unsigned char *data = dw_malloc(SMALL_SIZE);
+	dw_db *db = NULL;
+	dw_source src;
+	double t0;
+	int rc;
+
+	if (out < 0 || !data) {
+		set_msg(r, -ENOMEM, "small gets", "setup");
+		goto out;
+	}
+	for (size_t i = 0; i < SMALL_SIZE; i++)
+		data[i] = (unsigned char)(i * 2654435761u >> 13);
+	if (db_open(a->uri, a->verify, 0, NULL, &db, r) < 0)
+		goto out;
+	if (dw_source_from_mem(data, SMALL_SIZE, &src) < 0) {
+		set_msg(r, -ENOMEM, "small gets", "source");
+		goto out;
+	}
+	rc = dw_db_put(db, NULL, "small/object", 12, &src, NULL, NULL);
+	dw_source_close(&src);
+	if (rc < 0) {
+		set_msg(r, rc, "dw_db_put", dw_db_errmsg(db));
+		goto out;
+	}
+	t0 = now_s();
+	for (int i = 0; i < SMALL_GETS; i++) {
+		if (get_to(db, "small/object", out, r) < 0)
+			goto out;
+	}
+	r->secs = now_s() - t0;
+out:
+	dw_db_close(db);
+	dw_free(data);
 	if (out >= 0)
 		close(out);
 }
@@ -1108,6 +1165,12 @@ static int bench_big(const struct strat *s)
 		       "dw_db_reader verify_reads=false", median(itr, runs));
 		print_runs("reader verify_reads=false", itr, runs);
 	}
+	if (in_child(child_small, &gv, &r) < 0)
+		return -1;
+	printf("  %-34s %8.0f us per get  %6.0f MB/s  (info: %d gets of a %u MiB object in a "
+	       "row, verify on)\n",
+	       "dw_db_get of a small object", r.secs / SMALL_GETS * 1e6, mbs(&r), SMALL_GETS,
+	       SMALL_SIZE >> 20);
 	if (!s->pg)
 		printf("  1 GB/s class (>= 1000 MB/s): verify=true %s, verify=false %s\n",
 		       verdict(mv >= 1000), verdict(mn >= 1000));

@@ -22,8 +22,10 @@
  * so it holds no write lock while it waits on its source.
  *
  * Threads and locking: a strategy owns POOL_SIZE connections, each guarded by its own mutex; an
- * operation takes any free connection for one short transaction and gives it back. WAL mode lets
- * readers run beside the single writer; writers queue on SQLite's busy handler (busy_timeout).
+ * operation takes any free connection for one short transaction and gives it back. Cursors
+ * (streaming gets) read through read-only connections of their own; a closed cursor leaves its
+ * connection on the idle list (idle_lock, at most IDLE_CURSOR_CONNS) for the next one. WAL mode
+ * lets readers run beside the single writer; writers queue on SQLite's busy handler (busy_timeout).
  * No transaction ever spans two calls into this file.
  */
 #include <errno.h>
@@ -40,12 +42,13 @@
 
 #include "db_int.h"
 
-#define POOL_SIZE	4
-#define PUT_BATCH_ROWS	8  /* 2 MiB per transaction at 256 KiB rows */
-#define SEQ_BITS	24 /* up to 16M rows (4 TiB) per object */
-#define BUSY_TIMEOUT_MS 10000
-#define COUNT_LEVELS	8 /* prefixes tracked in counts: "" and the first 7 ending in '/' */
-#define SCHEMA_VERSION	2
+#define POOL_SIZE	  4
+#define IDLE_CURSOR_CONNS 8  /* idle read-only connections kept for streaming gets */
+#define PUT_BATCH_ROWS	  8  /* 2 MiB per transaction at 256 KiB rows */
+#define SEQ_BITS	  24 /* up to 16M rows (4 TiB) per object */
+#define BUSY_TIMEOUT_MS	  10000
+#define COUNT_LEVELS	  8 /* prefixes tracked in counts: "" and the first 7 ending in '/' */
+#define SCHEMA_VERSION	  2
 
 struct conn {
 	pthread_mutex_t lock;
@@ -57,6 +60,10 @@ struct sqlite_strategy {
 	const dw_clock *clock;
 	struct conn pool[POOL_SIZE];
 	_Atomic unsigned next;
+	/* Read-only connections of closed cursors, kept for the next cursor (see cursor_conn) */
+	pthread_mutex_t idle_lock;
+	sqlite3 *idle[IDLE_CURSOR_CONNS]; /* protected by idle_lock */
+	unsigned nidle;			  /* protected by idle_lock */
 };
 
 struct sqlite_put {
@@ -309,6 +316,9 @@ static void sqlite_close(struct dw__db_strategy *base)
 		sqlite3_close(s->pool[i].db);
 		pthread_mutex_destroy(&s->pool[i].lock);
 	}
+	for (unsigned i = 0; i < s->nidle; i++)
+		sqlite3_close(s->idle[i]);
+	pthread_mutex_destroy(&s->idle_lock);
 	dw_free(s);
 }
 
@@ -341,6 +351,7 @@ static int sqlite_open(const char *uri, const dw_clock *clock, struct dw__db_str
 	s->clock = clock;
 	for (int i = 0; i < POOL_SIZE; i++)
 		pthread_mutex_init(&s->pool[i].lock, NULL);
+	pthread_mutex_init(&s->idle_lock, NULL);
 	for (int i = 0; i < POOL_SIZE; i++) {
 		rc = open_conn(path, i == 0, &s->pool[i].db);
 		if (rc < 0) {
@@ -744,6 +755,7 @@ out:
 #define CURSOR_CACHE_PAGES   "32"
 
 struct sqlite_cursor {
+	struct sqlite_strategy *s;
 	sqlite3 *db;
 	sqlite3_blob *blob;
 	int64_t oid;
@@ -762,8 +774,19 @@ static int sqlite_cursor_open(struct dw__db_strategy *base, int64_t oid, struct 
 	cu = dw_calloc(1, sizeof(*cu));
 	if (!cu)
 		return -ENOMEM;
+	cu->s = s;
 	cu->oid = oid;
 	cu->row = -1;
+	/* A connection a closed cursor left, else a new one: opening one (file, WAL index,
+	 * schema) cost a 1 MiB get about as much as reading it (bench in README). */
+	pthread_mutex_lock(&s->idle_lock);
+	if (s->nidle > 0)
+		cu->db = s->idle[--s->nidle];
+	pthread_mutex_unlock(&s->idle_lock);
+	if (cu->db) {
+		*out = (struct dw__db_cursor *)cu;
+		return 0;
+	}
 	path = sqlite3_db_filename(s->pool[0].db, "main");
 	rc = sqlite3_open_v2(path, &cu->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL);
 	if (rc != SQLITE_OK) {
@@ -829,7 +852,13 @@ static void sqlite_cursor_close(struct dw__db_cursor *c)
 
 	if (!cu)
 		return;
-	sqlite3_blob_close(cu->blob);
+	sqlite3_blob_close(cu->blob); /* ends its read snapshot: the connection holds nothing */
+	pthread_mutex_lock(&cu->s->idle_lock);
+	if (cu->s->nidle < IDLE_CURSOR_CONNS && sqlite3_get_autocommit(cu->db)) {
+		cu->s->idle[cu->s->nidle++] = cu->db;
+		cu->db = NULL;
+	}
+	pthread_mutex_unlock(&cu->s->idle_lock);
 	sqlite3_close(cu->db);
 	dw_free(cu);
 }

@@ -9,6 +9,7 @@
  * "postgresql" on the server named by $DW_TEST_PG_URI (make test starts one with scripts/pg.sh),
  * its dw_ tables dropped before each test.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -984,6 +985,56 @@ static void test_parallel_rows(void **state)
 	free(data);
 }
 
+static int count_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	int n = 0;
+
+	assert_non_null(d);
+	while ((e = readdir(d)))
+		n += e->d_name[0] != '.';
+	closedir(d);
+	return n;
+}
+
+/*
+ * Streaming gets reuse the read connections earlier gets left (up to a bound): many gets one
+ * after the other, or a few at once, leave the process with a bounded number of open files,
+ * and every get still reads the current version.
+ */
+static void test_read_connections_bounded_and_current(void **state)
+{
+	struct fixture *f = *state;
+	size_t n = 6 * ROW, got;
+	uint8_t *v1 = pattern(n, 41), *v2 = pattern(n, 42);
+	dw_bbuf *b[4];
+	int fds0, fds1;
+
+	assert_int_equal(put_mem(f->db, "rc/a", v1, n, NULL), 0);
+	fds0 = count_fds();
+	for (int i = 0; i < 30; i++) {
+		assert_int_equal(stream_all(f->db, "rc/a", i % 2 ? ROW + 3 : 0, v1, &got), 0);
+		assert_int_equal(got, i % 2 ? n - ROW - 3 : n);
+	}
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(dw_db_get(f->db, NULL, "rc/a", 4, NULL, &b[i]), 0);
+	for (int i = 0; i < 4; i++)
+		dw_bbuf_close(b[i]);
+	fds1 = count_fds();
+	/* at most 8 idle connections of 3 files each (database, WAL, shared memory) */
+	assert_true(fds1 - fds0 <= 8 * 3);
+	for (int i = 0; i < 30; i++)
+		assert_int_equal(stream_all(f->db, "rc/a", 0, v1, &got), 0);
+	assert_int_equal(count_fds(), fds1);
+	/* a reused connection sees a write made since it was last used */
+	assert_int_equal(put_mem(f->db, "rc/a", v2, n, NULL), 0);
+	assert_int_equal(stream_all(f->db, "rc/a", 0, v2, &got), 0);
+	assert_int_equal(got, n);
+	free(v1);
+	free(v2);
+}
+
 /* Damaged rows read by either thread of a parallel get stop it at that row, with its number. */
 static void test_parallel_rows_damaged(void **state)
 {
@@ -1153,6 +1204,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_damaged_row_detected, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_parallel_rows, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_parallel_rows_damaged, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_read_connections_bounded_and_current, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_parallel_get_sees_one_version, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_objects_without_row_sums, setup, teardown),
