@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 /*
  * BoundedCache: hash table + S3-FIFO queues + ghost, each key placed in S3-FIFO or LRU order as
- * two sampled shadow caches say pays more; write-through to a dw_store. See cache.h.
+ * two sampled shadow caches say pays more; write-through to a dw_store. See cache.h. The
+ * structures are declared in cache_impl.h; metrics and live limits are in cache_scalable.c.
  *
  * Structures
  *   - Entries live in one allocation each: header, key bytes, value bytes.
@@ -107,6 +108,7 @@
 
 #include "dwscale/cache.h"
 
+#include "cache_impl.h"
 #include "cache_int.h"
 
 /*
@@ -215,87 +217,8 @@
 #define GHOST_UNBOUNDED	      65536 /* ghost length when the count is unbounded (max_bytes only) */
 #define BUCKETS_MIN	      64
 #define BUCKETS_UNBOUNDED_MAX (1u << 22) /* index cap when max_entries is 0 */
-#define STRIPES		      64	 /* store-ordering mutexes; a power of two */
 #define PREFIX_MAX	      512	 /* longest store_prefix accepted */
 #define DELETE_BATCH	      256	 /* store keys collected per scan in delete_prefix */
-
-#ifdef DW_CACHE_RWLOCK
-typedef pthread_rwlock_t cache_lock_t;
-#define LOCK_RD(c) pthread_rwlock_rdlock(&(c)->lock)
-#define LOCK_WR(c) pthread_rwlock_wrlock(&(c)->lock)
-#define UNLOCK(c)  pthread_rwlock_unlock(&(c)->lock)
-#else
-typedef pthread_mutex_t cache_lock_t;
-#define LOCK_RD(c) pthread_mutex_lock(&(c)->lock)
-#define LOCK_WR(c) pthread_mutex_lock(&(c)->lock)
-#define UNLOCK(c)  pthread_mutex_unlock(&(c)->lock)
-#endif
-
-enum { Q_SMALL = 0, Q_MAIN = 1 };
-enum { POL_S3 = 0, POL_LRU = 1, POL_ADAPT = 2 }; /* a cache's mode; POL_ADAPT: chosen by rule 8 */
-
-struct entry {
-	struct entry *hnext;	   /* hash chain */
-	struct entry *prev, *next; /* queue links; prev is toward the head (newer) */
-	uint64_t hash;
-	uint64_t born_ns; /* time of the put (or load) */
-	uint64_t tick;	  /* c->tick at the last put or hit: LRU mode's age */
-	size_t klen, vlen;
-	_Atomic unsigned char freq; /* hits, saturating at FREQ_MAX */
-	unsigned char queue;	    /* Q_SMALL or Q_MAIN */
-	unsigned char data[];	    /* key, then value */
-};
-
-struct queue {
-	struct entry *head, *tail;
-	size_t n, bytes;
-};
-
-struct ghost {
-	uint64_t *ring; /* ring[seq % cap] = hash */
-	uint64_t *keys; /* set: 0 = empty; hashes are stored with 0 remapped to 1 */
-	uint64_t *seqs;
-	size_t cap;   /* ring length (>= 1) */
-	size_t mask;  /* set size - 1 */
-	uint64_t seq; /* next sequence number */
-	size_t n;     /* live set entries */
-};
-
-struct dw_cache {
-	cache_lock_t lock;
-	struct entry **buckets;	    /* protected by lock */
-	size_t nbuckets;	    /* protected by lock; power of two */
-	size_t max_buckets;	    /* protected by lock */
-	size_t n, bytes;	    /* protected by lock */
-	struct queue q[2];	    /* protected by lock */
-	struct ghost ghost;	    /* protected by lock */
-	size_t max_entries;	    /* protected by lock */
-	size_t max_bytes;	    /* protected by lock */
-	double small_frac;	    /* protected by lock: small's share of the bounds */
-	uint64_t tick;		    /* protected by lock: puts + hits so far */
-	int policy;		    /* protected by lock: POL_ADAPT, or fixed (shadow, pinned) */
-	int mode;		    /* protected by lock: POL_S3 or POL_LRU */
-	struct dw_cache *shadow[2]; /* protected by lock: [POL_S3], [POL_LRU]; NULL if none */
-	uint32_t sample_lim;	    /* protected by lock: sampled if hash >> 40 < this */
-	uint64_t win_gets;	    /* protected by lock: sampled gets in this window */
-	uint64_t win_len;	    /* protected by lock: window length in sampled gets */
-	uint64_t win_hits[2];	    /* protected by lock: shadow hits in this window */
-	double score;		    /* protected by lock: LRU's lead, decayed over windows */
-	double s3_bar;		    /* protected by lock: x SCORE_MARGIN to leave LRU (backoff) */
-	unsigned calm_windows;	    /* protected by lock: windows since the last switch */
-	uint64_t switches;	    /* protected by lock: mode changes */
-	_Atomic uint64_t ttl_ns;    /* 0 = none */
-	uint64_t seed;		    /* immutable */
-	const dw_clock *clock;	    /* immutable */
-	dw_store *store;	    /* immutable, not owned */
-	char *prefix;		    /* immutable */
-	size_t prefix_len;	    /* immutable */
-	char *name;		    /* immutable */
-	pthread_mutex_t stripes[STRIPES];
-	pthread_rwlock_t wt;
-	_Atomic uint64_t hits, misses, evictions, expirations, inserts, store_errors;
-	dw_scalable scalable;
-};
 
 /* ---- hashing --------------------------------------------------------------------------------- */
 
@@ -1006,8 +929,6 @@ static bool prefix_ok(const char *s)
 	return true;
 }
 
-static const dw_scalable_ops cache_scalable_ops;
-
 static void lock_destroy(dw_cache *c)
 {
 #ifdef DW_CACHE_RWLOCK
@@ -1147,7 +1068,7 @@ static int cache_open(const dw_cache_config *cfg, int policy, dw_cache **out)
 			goto out;
 	}
 	c->scalable.name = c->name;
-	c->scalable.ops = &cache_scalable_ops;
+	c->scalable.ops = &dw__cache_scalable_ops;
 	c->scalable.self = c;
 	*out = c;
 	return 0;
@@ -1516,7 +1437,7 @@ int dw_cache_delete_prefix(dw_cache *c, const void *prefix, size_t plen)
 }
 
 /* Lock held for writing. */
-static int resize_locked(dw_cache *c, size_t max_entries, size_t max_bytes)
+int dw__cache_resize_locked(dw_cache *c, size_t max_entries, size_t max_bytes)
 {
 	if (max_entries != c->max_entries) {
 		dw_cache *sh[2] = { NULL, NULL };
@@ -1561,7 +1482,7 @@ int dw_cache_resize(dw_cache *c, size_t max_entries, size_t max_bytes)
 	int rc;
 
 	LOCK_WR(c);
-	rc = resize_locked(c, max_entries, max_bytes);
+	rc = dw__cache_resize_locked(c, max_entries, max_bytes);
 	UNLOCK(c);
 	return rc;
 }
@@ -1607,186 +1528,4 @@ void dw_cache_stats_get(dw_cache *c, dw_cache_stats *out)
 	out->max_entries = c->max_entries;
 	out->max_bytes = c->max_bytes;
 	UNLOCK(c);
-}
-
-/* ---- scalable -------------------------------------------------------------------------------- */
-
-#define LIMIT_COUNT_MAX ((double)(1ULL << 40))
-#define LIMIT_BYTES_MAX ((double)(1ULL << 50))
-#define LIMIT_TTL_MAX	(10.0 * 365 * 24 * 3600) /* ten years */
-
-static const dw_limit limit_defs[] = {
-	{ "max_entries", 0, NULL, 0, LIMIT_COUNT_MAX, "entries",
-	  "most entries held (0 = unbounded)" },
-	{ "max_bytes", 0, NULL, 0, LIMIT_BYTES_MAX, "bytes",
-	  "most key+value bytes held (0 = unbounded)" },
-	{ "ttl_seconds", 0, NULL, 0, LIMIT_TTL_MAX, "seconds",
-	  "age after which an entry is not returned (0 = none; millisecond resolution)" },
-};
-
-static int sc_metrics(void *self, dw_metric_fn fn, void *arg)
-{
-	dw_cache *c = self;
-	dw_cache_stats st;
-	size_t small_n, main_n, ghost_n, shadow_n = 0;
-	uint64_t switches;
-	double s3_bar;
-	double small_frac;
-	int mode;
-	uint64_t lookups;
-	dw_metric m;
-
-	dw_cache_stats_get(c, &st);
-	LOCK_RD(c);
-	small_n = c->q[Q_SMALL].n;
-	main_n = c->q[Q_MAIN].n;
-	ghost_n = c->ghost.n;
-	small_frac = c->small_frac;
-	mode = c->mode;
-	switches = c->switches;
-	s3_bar = c->s3_bar < 1 ? 1 : c->s3_bar;
-	for (int i = 0; i < 2; i++) {
-		if (c->shadow[i])
-			shadow_n += c->shadow[i]->n + c->shadow[i]->ghost.n;
-	}
-	UNLOCK(c);
-	lookups = st.hits + st.misses;
-
-#define EMIT(nm, val, un, hlp, k)                        \
-	do {                                             \
-		m = (dw_metric){ .name = (nm),           \
-				 .labels = NULL,         \
-				 .value = (double)(val), \
-				 .unit = (un),           \
-				 .help = (hlp),          \
-				 .kind = (k) };          \
-		fn(arg, &m);                             \
-	} while (0)
-	EMIT("entries", st.entries, "entries", "entries held", DW_METRIC_GAUGE);
-	EMIT("bytes", st.bytes, "bytes", "key+value bytes held", DW_METRIC_GAUGE);
-	EMIT("capacity_entries", st.max_entries, "entries", "entry bound (0 = unbounded)",
-	     DW_METRIC_GAUGE);
-	EMIT("capacity_bytes", st.max_bytes, "bytes", "byte bound (0 = unbounded)",
-	     DW_METRIC_GAUGE);
-	EMIT("hits_total", st.hits, "ops", "gets answered from memory", DW_METRIC_COUNTER);
-	EMIT("misses_total", st.misses, "ops", "gets not in memory", DW_METRIC_COUNTER);
-	EMIT("evictions_total", st.evictions, "entries", "entries evicted to respect a bound",
-	     DW_METRIC_COUNTER);
-	EMIT("expirations_total", st.expirations, "entries", "entries dropped past their TTL",
-	     DW_METRIC_COUNTER);
-	EMIT("inserts_total", st.inserts, "ops", "entries inserted or replaced", DW_METRIC_COUNTER);
-	EMIT("hit_ratio", lookups ? (double)st.hits / (double)lookups : 0.0, "ratio",
-	     "hits / (hits + misses) since open", DW_METRIC_GAUGE);
-	EMIT("small_entries", small_n, "entries", "entries in the S3-FIFO small queue",
-	     DW_METRIC_GAUGE);
-	EMIT("main_entries", main_n, "entries", "entries in the S3-FIFO main queue",
-	     DW_METRIC_GAUGE);
-	EMIT("small_share", small_frac, "ratio",
-	     "share of the bounds given to the small (recency) queue; adapts", DW_METRIC_GAUGE);
-	EMIT("ghost_entries", ghost_n, "entries", "evicted key hashes remembered", DW_METRIC_GAUGE);
-	EMIT("policy_lru", mode == POL_LRU, "bool",
-	     "1 while eviction follows LRU order, 0 while S3-FIFO (chosen by the shadows)",
-	     DW_METRIC_GAUGE);
-	EMIT("policy_switches_total", switches, "ops", "changes between S3-FIFO and LRU order",
-	     DW_METRIC_COUNTER);
-	EMIT("policy_s3_bar", s3_bar, "ratio",
-	     "how many times the usual lead S3-FIFO order needs to replace LRU order (doubles "
-	     "after a try that did not pay)",
-	     DW_METRIC_GAUGE);
-	EMIT("shadow_entries", shadow_n, "entries",
-	     "sampled keys and ghosts held by the two policy shadows", DW_METRIC_GAUGE);
-	EMIT("store_errors_total", atomic_load_explicit(&c->store_errors, memory_order_relaxed),
-	     "ops", "failed store calls", DW_METRIC_COUNTER);
-	EMIT("ttl_seconds",
-	     (double)atomic_load_explicit(&c->ttl_ns, memory_order_relaxed) / DW_NS_PER_SEC,
-	     "seconds", "entry time to live (0 = none)", DW_METRIC_GAUGE);
-#undef EMIT
-	return 0;
-}
-
-static int sc_limits(void *self, dw_limit_fn fn, void *arg)
-{
-	dw_cache *c = self;
-	dw_limit l[3];
-
-	memcpy(l, limit_defs, sizeof(l));
-	LOCK_RD(c);
-	l[0].value = (double)c->max_entries;
-	l[1].value = (double)c->max_bytes;
-	UNLOCK(c);
-	l[2].value = (double)atomic_load_explicit(&c->ttl_ns, memory_order_relaxed) / DW_NS_PER_SEC;
-	for (size_t i = 0; i < 3; i++)
-		fn(arg, &l[i]);
-	return 0;
-}
-
-static int sc_reconfigure(void *self, const dw_limit_change *changes, size_t n, char *err,
-			  size_t errlen)
-{
-	dw_cache *c = self;
-	size_t max_entries, max_bytes;
-	bool set_ttl = false;
-	double ttl_s = 0;
-	int rc = 0;
-
-	if (errlen)
-		err[0] = '\0';
-	if (n && !changes)
-		return DW_EUSAGE;
-	/* Validate everything first. */
-	for (size_t i = 0; i < n; i++) {
-		const dw_limit *def = NULL;
-
-		for (size_t j = 0; j < 3; j++) {
-			if (changes[i].name && strcmp(changes[i].name, limit_defs[j].name) == 0)
-				def = &limit_defs[j];
-		}
-		if (!def) {
-			snprintf(err, errlen, "unknown limit %s",
-				 changes[i].name ? changes[i].name : "(null)");
-			return DW_ELIMIT;
-		}
-		rc = dw_limit_check(def, &changes[i], def != &limit_defs[2], err, errlen);
-		if (rc < 0)
-			return rc;
-	}
-	/* Then apply all of them under one lock hold. */
-	LOCK_WR(c);
-	max_entries = c->max_entries;
-	max_bytes = c->max_bytes;
-	for (size_t i = 0; i < n; i++) {
-		if (strcmp(changes[i].name, "max_entries") == 0) {
-			max_entries = (size_t)changes[i].value;
-		} else if (strcmp(changes[i].name, "max_bytes") == 0) {
-			max_bytes = (size_t)changes[i].value;
-		} else {
-			set_ttl = true;
-			ttl_s = changes[i].value;
-		}
-	}
-	rc = resize_locked(c, max_entries, max_bytes); /* the only step that can fail: first */
-	if (rc == 0 && set_ttl)
-		atomic_store_explicit(&c->ttl_ns, (uint64_t)llround(ttl_s * 1000.0) * DW_NS_PER_MS,
-				      memory_order_relaxed);
-	UNLOCK(c);
-	if (rc < 0)
-		snprintf(err, errlen, "out of memory resizing the cache");
-	return rc;
-}
-
-static dw_bp_state sc_state(void *self)
-{
-	return DW_BP_NORMAL;
-}
-
-static const dw_scalable_ops cache_scalable_ops = {
-	.metrics = sc_metrics,
-	.limits = sc_limits,
-	.reconfigure = sc_reconfigure,
-	.state = sc_state,
-};
-
-const dw_scalable *dw_cache_scalable(dw_cache *c)
-{
-	return &c->scalable;
 }
