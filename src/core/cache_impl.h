@@ -9,6 +9,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -70,6 +71,7 @@ struct dw_cache {
 	size_t max_entries;	    /* protected by lock */
 	size_t max_bytes;	    /* protected by lock */
 	double small_frac;	    /* protected by lock: small's share of the bounds */
+	bool drift;		    /* protected by lock: small_frac drifts back (rule 5a) */
 	uint64_t tick;		    /* protected by lock: puts + hits so far */
 	int policy;		    /* protected by lock: POL_ADAPT, or fixed (shadow, pinned) */
 	int mode;		    /* protected by lock: POL_S3 or POL_LRU */

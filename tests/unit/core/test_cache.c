@@ -510,6 +510,30 @@ static void test_policy_backs_off_after_a_return(void **state)
 }
 
 /*
+ * Rule 5a: a long recency-bound phase (zigzag) grows the S3-FIFO shadow's small share to its
+ * maximum; without evidence from the ghost it drifts back, so a later phase of a hot set read
+ * between scans wins S3-FIFO order back (it did not, in 300 rounds, before the drift).
+ */
+static void test_policy_recovers_after_a_recency_phase(void **state)
+{
+	dw_cache *c = open_cache(100, 0, NULL, 0);
+	unsigned fresh = 1000, rounds = 0;
+
+	run_hot_and_scans(c, 12, &fresh);
+	assert_true(metric(c, "policy_lru") == 0);
+	run_zigzag(c, 120);
+	assert_true(metric(c, "policy_lru") == 1);
+	while (rounds < 300 && metric(c, "policy_lru") == 1) {
+		run_hot_and_scans(c, 1, &fresh);
+		rounds++;
+	}
+	print_message("back to S3-FIFO order after %u rounds of hot set + scans\n", rounds);
+	assert_true(metric(c, "policy_lru") == 0);
+	assert_true(rounds < 100);
+	dw_cache_close(c);
+}
+
+/*
  * LRU mode keeps new keys in small and hit keys in main, evicting the older tail by tick: that
  * must be exactly LRU, hit for hit, on a skewed random trace.
  */
@@ -1182,6 +1206,7 @@ int main(void)
 		cmocka_unit_test(test_policy_tracks_lru),
 		cmocka_unit_test(test_policy_learns_scan_resistance),
 		cmocka_unit_test(test_policy_backs_off_after_a_return),
+		cmocka_unit_test(test_policy_recovers_after_a_recency_phase),
 		cmocka_unit_test(test_policy_shadow_memory),
 		cmocka_unit_test(test_lru_order_is_exact),
 		cmocka_unit_test(test_ttl),
