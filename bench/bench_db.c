@@ -6,9 +6,9 @@
  *   1. get of a big object (4 GiB) to /dev/null, with verify_reads on and off, against a plain
  *      64 KiB sqlite3_blob_read loop over the same chunk rows (SQLite) and against
  *      `psql -c "\lo_export OID /dev/null"` of the same bytes stored as a large object
- *      (PostgreSQL); throughput, ratio and peak RSS (goal <= 80 MiB);
- *      and, for information, 200 gets of a 1 MiB object in a row (what a get costs beyond
- *      its bytes: a connection, a stream, its threads);
+ *      (PostgreSQL); throughput, ratio and peak RSS (goal <= 80 MiB); for information, the
+ *      same blob loop on two threads (even and odd rows), and 200 gets of a 1 MiB object in
+ *      a row (what a get costs beyond its bytes: a connection, a stream, its threads);
  *   2. put of the same object from a file: throughput and peak RSS (goal <= 80 MiB);
  *   3. listing over 1M objects: page 10,000 reached by walking tokens vs page 1 (goal <= 2x),
  *      beside the same page by SQL OFFSET;
@@ -539,26 +539,93 @@ out:
 		close(out);
 }
 
-/* The baseline: the object's chunk rows read with sqlite3_blob_read in 64 KiB pieces (content
- * only: each row's 8-byte checksum is skipped, not read or checked). */
-static void child_blob(const void *varg, struct result *r)
-{
-	const char *path = varg;
-	int out = open("/dev/null", O_WRONLY | O_CLOEXEC);
-	sqlite3 *db = NULL;
-	sqlite3_stmt *st = NULL;
-	sqlite3_blob *blob = NULL;
-	unsigned char *buf = dw_malloc(BLOB_PIECE);
+/*
+ * The baseline: the object's chunk rows read with sqlite3_blob_read in 64 KiB pieces (content
+ * only: each row's 8-byte checksum is skipped, not read or checked), in one read transaction,
+ * as dwscale's reader effectively gets. blob_rows reads rows first, first + step, ... through a
+ * connection of its own; the peer is one of them over every row, and for information two
+ * threads over the even and the odd rows show what two cores can copy.
+ */
+struct blob_job {
+	const char *path;
 	int64_t oid, chunks;
-	int hdr; /* the row's checksum, skipped: the peer reads content only */
-	double t0;
+	int hdr, first, step;
+	uint64_t bytes;
+	char err[160];
+};
+
+static void *blob_rows(void *arg)
+{
+	struct blob_job *bj = arg;
+	int out = open("/dev/null", O_WRONLY | O_CLOEXEC);
+	unsigned char *buf = dw_malloc(BLOB_PIECE);
+	sqlite3 *db = NULL;
+	sqlite3_blob *blob = NULL;
 	int rc;
 
 	if (out < 0 || !buf) {
-		set_msg(r, -ENOMEM, "blob reader", "setup");
+		snprintf(bj->err, sizeof(bj->err), "setup: out of memory or no /dev/null");
 		goto out;
 	}
-	rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL);
+	rc = sqlite3_open_v2(bj->path, &db, SQLITE_OPEN_READONLY, NULL);
+	if (rc != SQLITE_OK) {
+		snprintf(bj->err, sizeof(bj->err), "%s", sqlite3_errmsg(db));
+		goto out;
+	}
+	sqlite3_exec(db, "BEGIN", NULL, NULL, NULL);
+	for (int64_t seq = bj->first; seq < bj->chunks; seq += bj->step) {
+		int64_t id = (bj->oid << SEQ_BITS) | seq;
+		int n;
+
+		rc = blob ? sqlite3_blob_reopen(blob, id)
+			  : sqlite3_blob_open(db, "main", "chunks", "data", id, 0, &blob);
+		if (rc != SQLITE_OK) {
+			snprintf(bj->err, sizeof(bj->err), "%s", sqlite3_errmsg(db));
+			goto out;
+		}
+		n = sqlite3_blob_bytes(blob);
+		for (int off = bj->hdr; off < n; off += BLOB_PIECE) {
+			int piece = n - off < (int)BLOB_PIECE ? n - off : (int)BLOB_PIECE;
+
+			rc = sqlite3_blob_read(blob, buf, piece, off);
+			if (rc != SQLITE_OK) {
+				snprintf(bj->err, sizeof(bj->err), "%s", sqlite3_errmsg(db));
+				goto out;
+			}
+			if (write_all(out, buf, (size_t)piece) < 0) {
+				snprintf(bj->err, sizeof(bj->err), "write: %s", strerror(errno));
+				goto out;
+			}
+			bj->bytes += (uint64_t)piece;
+		}
+	}
+out:
+	sqlite3_blob_close(blob);
+	if (db)
+		sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+	sqlite3_close(db);
+	dw_free(buf);
+	if (out >= 0)
+		close(out);
+	return NULL;
+}
+
+struct blob_arg {
+	const char *path;
+	int threads; /* 1 or 2 */
+};
+
+static void child_blob(const void *varg, struct result *r)
+{
+	const struct blob_arg *a = varg;
+	struct blob_job jobs[2];
+	pthread_t t[2];
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+	double t0;
+	int rc;
+
+	rc = sqlite3_open_v2(a->path, &db, SQLITE_OPEN_READONLY, NULL);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_prepare_v2(db,
 					"SELECT oid, chunks, rowsums FROM objects WHERE key = ?1",
@@ -572,49 +639,34 @@ static void child_blob(const void *varg, struct result *r)
 		set_msg(r, DW_ENOTFOUND, "blob reader", BIG_KEY);
 		goto out;
 	}
-	oid = sqlite3_column_int64(st, 0);
-	chunks = sqlite3_column_int64(st, 1);
-	hdr = sqlite3_column_int(st, 2) ? 8 : 0;
+	for (int i = 0; i < a->threads; i++) {
+		memset(&jobs[i], 0, sizeof(jobs[i]));
+		jobs[i].path = a->path;
+		jobs[i].oid = sqlite3_column_int64(st, 0);
+		jobs[i].chunks = sqlite3_column_int64(st, 1);
+		jobs[i].hdr = sqlite3_column_int(st, 2) ? 8 : 0; /* the row's checksum, skipped */
+		jobs[i].first = i;
+		jobs[i].step = a->threads;
+	}
 	t0 = now_s();
-	/* One read transaction for the whole object, as dwscale's reader effectively gets. */
-	sqlite3_exec(db, "BEGIN", NULL, NULL, NULL);
-	for (int64_t seq = 0; seq < chunks; seq++) {
-		int64_t id = (oid << SEQ_BITS) | seq;
-		int n;
-
-		rc = blob ? sqlite3_blob_reopen(blob, id)
-			  : sqlite3_blob_open(db, "main", "chunks", "data", id, 0, &blob);
-		if (rc != SQLITE_OK) {
-			set_msg(r, DW_EBACKEND, "blob reader", sqlite3_errmsg(db));
+	for (int i = 1; i < a->threads; i++) {
+		if (pthread_create(&t[i], NULL, blob_rows, &jobs[i]) != 0) {
+			set_msg(r, -EAGAIN, "blob reader", "thread");
 			goto out;
 		}
-		n = sqlite3_blob_bytes(blob);
-		for (int off = hdr; off < n; off += BLOB_PIECE) {
-			int piece = n - off < (int)BLOB_PIECE ? n - off : (int)BLOB_PIECE;
-
-			rc = sqlite3_blob_read(blob, buf, piece, off);
-			if (rc != SQLITE_OK) {
-				set_msg(r, DW_EBACKEND, "blob reader", sqlite3_errmsg(db));
-				goto out;
-			}
-			rc = write_all(out, buf, (size_t)piece);
-			if (rc < 0) {
-				set_msg(r, rc, "blob reader", "write");
-				goto out;
-			}
-			r->bytes += (uint64_t)piece;
-		}
 	}
+	blob_rows(&jobs[0]);
+	for (int i = 1; i < a->threads; i++)
+		pthread_join(t[i], NULL);
 	r->secs = now_s() - t0;
+	for (int i = 0; i < a->threads; i++) {
+		r->bytes += jobs[i].bytes;
+		if (jobs[i].err[0])
+			set_msg(r, DW_EBACKEND, "blob reader", jobs[i].err);
+	}
 out:
-	sqlite3_blob_close(blob);
 	sqlite3_finalize(st);
-	if (db)
-		sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
 	sqlite3_close(db);
-	dw_free(buf);
-	if (out >= 0)
-		close(out);
 }
 
 /* ---- concurrent gets ---------------------------------------------------------------------- */
@@ -1064,7 +1116,9 @@ static int bench_big(const struct strat *s)
 	struct put_arg pa = { .uri = s->big, .key = BIG_KEY, .limit = o.size };
 	struct get_arg gv = { .uri = s->big, .key = BIG_KEY, .verify = true };
 	struct get_arg gn = { .uri = s->big, .key = BIG_KEY, .verify = false };
-	double base[RUNS_MAX], ver[RUNS_MAX], nov[RUNS_MAX], itr[RUNS_MAX], mb, mv, mn, secs;
+	double base[RUNS_MAX], ver[RUNS_MAX], nov[RUNS_MAX], itr[RUNS_MAX], two[RUNS_MAX], mb, mv,
+		mn, secs;
+	struct blob_arg b1 = { .threads = 1 }, b2 = { .threads = 2 };
 	long hb = 0, hv = 0, hn = 0, peer_rss = 0, rss;
 	char oidbuf[32], cmd[4200], path_arg[4200];
 	struct result r;
@@ -1099,10 +1153,11 @@ static int bench_big(const struct strat *s)
 
 	printf("\n== %s: 1. get of the %.2f GiB object to /dev/null (median of %d runs; rounds "
 	       "alternate peer, verify on, verify off%s)\n",
-	       s->name, gib, runs, s->pg ? "" : ", reader");
+	       s->name, gib, runs, s->pg ? "" : ", reader, two-thread peer");
 	snprintf(oidbuf, sizeof(oidbuf), "%ld", oid);
 	snprintf(cmd, sizeof(cmd), "\\lo_export %s /dev/null", oidbuf);
 	snprintf(path_arg, sizeof(path_arg), "%s", s->big + 7);
+	b1.path = b2.path = path_arg;
 	for (int i = 0; i < runs; i++) {
 		if (s->pg) {
 			char *argv[] = { (char *)o.psql, "-X", "-q", "-d",
@@ -1115,7 +1170,7 @@ static int bench_big(const struct strat *s)
 			base[i] = (double)o.size / secs / 1e6;
 			peer_rss = rss > peer_rss ? rss : peer_rss;
 		} else {
-			if (in_child(child_blob, path_arg, &r) < 0)
+			if (in_child(child_blob, &b1, &r) < 0)
 				return -1;
 			if (r.bytes != o.size) {
 				fprintf(stderr, "bench_db: blob reader read %llu bytes\n",
@@ -1124,6 +1179,9 @@ static int bench_big(const struct strat *s)
 			}
 			base[i] = mbs(&r);
 			hb = r.hwm_kib > hb ? r.hwm_kib : hb;
+			if (in_child(child_blob, &b2, &r) < 0)
+				return -1;
+			two[i] = mbs(&r);
 		}
 		if (in_child(child_get, &gv, &r) < 0)
 			return -1;
@@ -1150,6 +1208,10 @@ static int bench_big(const struct strat *s)
 		printf("  %-34s %8.0f MB/s  peak RSS %6.1f MiB\n", "peer: sqlite3_blob_read 64 KiB",
 		       mb, hb / 1024.0);
 	print_runs("peer", base, runs);
+	if (!s->pg)
+		printf("  %-34s %8.0f MB/s  (info: %.2fx the peer; even and odd rows, a "
+		       "connection each: what two cores copy)\n",
+		       "same loop, two threads", median(two, runs), median(two, runs) / mb);
 	printf("  %-34s %8.0f MB/s  ratio %.2fx (goal >= 1.0x) %s  peak RSS %6.1f MiB "
 	       "(goal <= %.0f) %s\n",
 	       "dw_db_get verify_reads=true", mv, mv / mb, verdict(mv / mb >= 1.0), hv / 1024.0,

@@ -715,8 +715,6 @@ static void policy_decide(dw_cache *c)
 	double span = (double)c->win_len / (1.0 - SCORE_DECAY);
 
 	c->score = c->score * SCORE_DECAY + lead;
-	if (c->s3_bar < 1)
-		c->s3_bar = 1;
 	if (++c->calm_windows >= BACKOFF_CALM && c->s3_bar > 1) {
 		c->s3_bar /= 2;
 		c->calm_windows = 0;
@@ -1033,6 +1031,7 @@ static int cache_open(const dw_cache_config *cfg, int policy, dw_cache **out)
 	c->max_entries = cfg->max_entries;
 	c->max_bytes = cfg->max_bytes;
 	c->small_frac = SMALL_PCT / 100.0;
+	c->s3_bar = 1;
 	c->policy = policy;
 	c->mode = policy == POL_LRU ? POL_LRU : POL_S3;
 	atomic_init(&c->ttl_ns, cfg->ttl_ms * DW_NS_PER_MS);

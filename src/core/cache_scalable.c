@@ -45,7 +45,7 @@ static int sc_metrics(void *self, dw_metric_fn fn, void *arg)
 	small_frac = c->small_frac;
 	mode = c->mode;
 	switches = c->switches;
-	s3_bar = c->s3_bar < 1 ? 1 : c->s3_bar;
+	s3_bar = c->s3_bar;
 	for (int i = 0; i < 2; i++) {
 		if (c->shadow[i])
 			shadow_n += c->shadow[i]->n + c->shadow[i]->ghost.n;

@@ -922,6 +922,12 @@ static ssize_t reader_read(void *ctx, void *buf, size_t len)
 	size_t n;
 	int rc;
 
+	if (r->helper) {
+		/* offered parallel rows, but the stream reads with one producer (no budget room
+		 * for a part per worker): the read_helpers slot goes back at once */
+		atomic_fetch_sub_explicit(&r->db->helpers_active, 1, memory_order_relaxed);
+		r->helper = false;
+	}
 	if (s->ops->cursor_open) {
 		if (r->err)
 			return r->err;

@@ -974,6 +974,19 @@ static void test_parallel_rows(void **state)
 	}
 	assert_int_equal(helpers_active(f->db), 0);
 
+	/* no budget room for a part per worker: one producer, and the helper slot goes back */
+	assert_int_equal(dw_membudget_set_total(dw_membudget_default(), ROW), 0);
+	assert_int_equal(dw_db_get(f->db, NULL, "par/a", 5, &info, &b), 0);
+	assert_int_equal(dw_bbuf_next(b, &chunk, &len), 1);
+	assert_memory_equal(chunk, data, len);
+	assert_int_equal(helpers_active(f->db), 0);
+	dw_bbuf_close(b);
+	dw_db_object_clear(&info);
+	assert_int_equal(stream_all(f->db, "par/a", 0, data, &got), 0);
+	assert_int_equal(got, n);
+	assert_int_equal(dw_membudget_set_total(dw_membudget_default(), DW_MEMBUDGET_DEFAULT_TOTAL),
+			 0);
+
 	assert_int_equal(sc->ops->reconfigure(sc->self, &off, 1, err, sizeof(err)), 0);
 	assert_int_equal(dw_db_get(f->db, NULL, "par/a", 5, &info, &b), 0);
 	assert_int_equal(dw_bbuf_next(b, &chunk, &len), 1);
