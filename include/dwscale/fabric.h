@@ -205,6 +205,14 @@ dw_fabric_topology dw_fabric_current_topology(dw_fabric *f);
 /* Apply new limits (validated as a whole first). */
 int dw_fabric_set_limits(dw_fabric *f, const dw_fabric_limits *l, char *err, size_t errlen);
 void dw_fabric_get_limits(dw_fabric *f, dw_fabric_limits *out);
+/*
+ * Replace the keyring live: packets are sent with ring->keys[0] from the next one on, and the
+ * ring's keys are all that is accepted. Rotation without downtime, in three rolling steps over
+ * the nodes: add the new key as accepted ([old, new]), then make it primary ([new, old]), then
+ * drop the old one ([new]); each step reaches every node before the next begins. DW_EBADKEY on
+ * an empty ring, more than DW_FABRIC_MAX_KEYS keys or a zero id; the old ring stays then.
+ */
+int dw_fabric_set_keyring(dw_fabric *f, const dw_fabric_keyring *ring);
 /* The fabric as a scalable subsystem, named "fabric"; valid while f is open. */
 const dw_scalable *dw_fabric_scalable(dw_fabric *f);
 

@@ -74,6 +74,15 @@ static int parse_u32(const char *s, uint32_t min, uint32_t max, uint32_t *out)
 	return 0;
 }
 
+/* The usage error for what getopt_long (optstring ":") returned: a missing value or an unknown
+ * option. */
+static int opt_error(int opt, char **argv)
+{
+	if (opt == ':')
+		return dw__usage_error("fabric", "%s needs a value", argv[optind - 1]);
+	return dw__usage_error("fabric", "unknown option %s", argv[optind - 1]);
+}
+
 static int parse_prob(const char *s, double *out)
 {
 	char *end;
@@ -134,12 +143,47 @@ static int cmd_keygen(int argc, char **argv)
 /* ---- agent ------------------------------------------------------------------------------------
  */
 
-static atomic_bool agent_stop;
+static atomic_bool agent_stop, agent_reload, agent_wake;
 
+/* SIGTERM and SIGINT stop the agent, SIGHUP reloads its key file; either wakes the node loop. */
 static void on_signal(int sig)
 {
-	(void)sig;
-	atomic_store_explicit(&agent_stop, true, memory_order_relaxed);
+	atomic_store_explicit(sig == SIGHUP ? &agent_reload : &agent_stop, true,
+			      memory_order_relaxed);
+	atomic_store_explicit(&agent_wake, true, memory_order_relaxed);
+}
+
+/* Re-read the key file into the running node; on any error the node keeps the keys it has. */
+static void agent_reload_keys(dw_fabric *f, const char *key_file)
+{
+	dw_fabric_keyring ring;
+	char err[256];
+	int rc = dw_fabric_keyring_load(key_file, &ring, err, sizeof(err));
+
+	if (rc == 0)
+		rc = dw_fabric_set_keyring(f, &ring);
+	if (rc < 0)
+		fprintf(stderr, "dwscale fabric: keys not reloaded, the old ones stay: %s\n",
+			rc == DW_EBADKEY && err[0] ? err : dw_strerror(rc));
+	else
+		fprintf(stderr,
+			"dwscale fabric: reloaded %zu key(s) from %s, sending with key %u\n",
+			ring.n, key_file, ring.keys[0].id);
+	explicit_bzero(&ring, sizeof(ring));
+}
+
+/*
+ * A stable default id: the same --bind gives the same id, so a restarted agent comes back as
+ * the same member with a higher generation. Addresses are unique within a cluster.
+ */
+static uint64_t agent_default_id(const dw_fabric_addr *a)
+{
+	uint64_t z = ((uint64_t)a->ip << 16 | a->port) + 0x9e3779b97f4a7c15ULL;
+
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+	z ^= z >> 31;
+	return z ? z : 1;
 }
 
 struct agent {
@@ -249,7 +293,7 @@ static int cmd_agent(int argc, char **argv)
 	dw_fabric_config_default(&cfg);
 	optind = 2;
 	opterr = 0;
-	while ((c = getopt_long(argc, argv, "", lopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":", lopts, NULL)) != -1) {
 		switch (c) {
 		case 'b':
 			if (dw_fabric_addr_parse(optarg, &cfg.addr) < 0)
@@ -287,7 +331,7 @@ static int cmd_agent(int argc, char **argv)
 
 			errno = 0;
 			cfg.node_id = strtoull(optarg, &end, 0);
-			if (errno || *end || cfg.node_id == 0)
+			if (errno || *end || optarg[0] == '-' || cfg.node_id == 0)
 				return dw__usage_error("fabric",
 						       "--node-id takes a non-zero number");
 			break;
@@ -302,9 +346,11 @@ static int cmd_agent(int argc, char **argv)
 				return dw__usage_error("fabric", "--drop-rate takes 0 <= P < 1");
 			break;
 		default:
-			return dw__usage_error("fabric", "unknown option %s", argv[optind - 1]);
+			return opt_error(c, argv);
 		}
 	}
+	if (optind < argc) /* options only: a word left over is a value missing its --flag */
+		return dw__usage_error("fabric", "unexpected argument '%s'", argv[optind]);
 	if (!have_bind || !key_file)
 		return dw__usage_error("fabric", "agent needs --bind and --key-file");
 	rc = dw_fabric_keyring_load(key_file, &cfg.keyring, err, sizeof(err));
@@ -316,10 +362,11 @@ static int cmd_agent(int argc, char **argv)
 	if (rc < 0)
 		return dw__usage_error("fabric", "%s", err);
 	if (cfg.node_id == 0) {
-		while (cfg.node_id == 0) {
-			if (getrandom(&cfg.node_id, sizeof(cfg.node_id), 0) != sizeof(cfg.node_id))
-				return DW_EXIT_ERROR;
-		}
+		if (cfg.addr.ip == 0)
+			return dw__usage_error("fabric",
+					       "--bind needs the address peers reach this "
+					       "node at, not 0.0.0.0");
+		cfg.node_id = agent_default_id(&cfg.addr);
 	}
 	{
 		/* a restart always gets a higher generation: quarter seconds since 2025 */
@@ -337,6 +384,7 @@ static int cmd_agent(int argc, char **argv)
 	cfg.on_event = agent_event;
 	cfg.event_arg = &a;
 	rc = dw_fabric_open(&cfg, &a.f);
+	explicit_bzero(&cfg.keyring, sizeof(cfg.keyring)); /* the node keeps its own form */
 	if (rc < 0) {
 		fprintf(stderr, "dwscale fabric: cannot start: %s\n", dw_strerror(rc));
 		goto out;
@@ -360,6 +408,7 @@ static int cmd_agent(int argc, char **argv)
 	sa.sa_handler = on_signal;
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
 	{
 		char addr[32];
 
@@ -368,7 +417,15 @@ static int cmd_agent(int argc, char **argv)
 			dw_fabric_addr_format(&cfg.addr, addr, sizeof(addr)));
 	}
 	dw_fabric_join(a.f, seeds, nseeds);
-	rc = dw_fabric_udp_run(u, a.f, &agent_stop, NULL);
+	for (;;) {
+		rc = dw_fabric_udp_run(u, a.f, &agent_wake, NULL);
+		/* cleared before the flags are read: a signal from now on wakes the next run */
+		atomic_store_explicit(&agent_wake, false, memory_order_relaxed);
+		if (rc < 0 || atomic_load_explicit(&agent_stop, memory_order_relaxed))
+			break;
+		if (atomic_exchange_explicit(&agent_reload, false, memory_order_relaxed))
+			agent_reload_keys(a.f, key_file);
+	}
 	ret = rc < 0 ? DW_EXIT_ERROR : DW_EXIT_OK;
 out:
 	if (mhd)
@@ -426,19 +483,19 @@ static int cmd_members(int argc, char **argv)
 		fprintf(stderr, "dwscale fabric: the agent's answer is not a node list\n");
 		return DW_EXIT_ERROR;
 	}
-	printf("topology %s, cluster size %d\n",
+	printf("topology %s, cluster size %.0f\n",
 	       cJSON_GetStringValue(cJSON_GetObjectItem(doc, "topology")),
-	       (int)cJSON_GetNumberValue(cJSON_GetObjectItem(doc, "cluster_size")));
+	       cJSON_GetNumberValue(cJSON_GetObjectItem(doc, "cluster_size")));
 	printf("%-16s  %-21s  %-7s  %-6s  %s\n", "ID", "ADDRESS", "STATE", "LEADER", "INCARNATION");
 	cJSON_ArrayForEach(n, nodes)
 	{
-		printf("%-16s  %-21s  %-7s  %-6s  %d.%d\n",
+		printf("%-16s  %-21s  %-7s  %-6s  %.0f.%.0f\n",
 		       cJSON_GetStringValue(cJSON_GetObjectItem(n, "id")),
 		       cJSON_GetStringValue(cJSON_GetObjectItem(n, "addr")),
 		       cJSON_GetStringValue(cJSON_GetObjectItem(n, "state")),
 		       cJSON_IsTrue(cJSON_GetObjectItem(n, "leader")) ? "yes" : "no",
-		       (int)cJSON_GetNumberValue(cJSON_GetObjectItem(n, "generation")),
-		       (int)cJSON_GetNumberValue(cJSON_GetObjectItem(n, "counter")));
+		       cJSON_GetNumberValue(cJSON_GetObjectItem(n, "generation")),
+		       cJSON_GetNumberValue(cJSON_GetObjectItem(n, "counter")));
 	}
 	cJSON_Delete(doc);
 	return DW_EXIT_OK;
@@ -511,15 +568,20 @@ static void sim_print(const dw_fabric_sim_config *c, const dw_fabric_sim_result 
 		cJSON_Delete(o);
 		return;
 	}
-	printf("simulated %u nodes, %s (%s), %llu s, H=%.3gs K=%u, loss %.1f%%, seed %llu\n",
+	printf("simulated %u nodes, %s (%s), %llu s, H=%gs K=%u, loss %.1f%%, seed %llu\n",
 	       c->nodes, dw_fabric_topology_name(c->topology), dw_fabric_mode_name(c->mode),
 	       (unsigned long long)c->seconds, (double)c->limits.interval_ns / 1e9,
 	       c->limits.missed, c->loss * 100, (unsigned long long)c->seed);
-	printf("detection (s)       min %.2f  p50 %.2f  p99 %.2f  max %.2f  (%llu removals of "
-	       "downed nodes, %llu outside [K*H, K*H+H/2], %llu never removed)\n",
-	       r->detect_min_s, r->detect_p50_s, r->detect_p99_s, r->detect_max_s,
-	       (unsigned long long)r->detections, (unsigned long long)r->detections_outside_window,
-	       (unsigned long long)r->missed_detections);
+	if (r->detections == 0)
+		printf("detection (s)       none (no node went down)%s\n",
+		       r->missed_detections ? ", but some were never removed" : "");
+	else
+		printf("detection (s)       min %.2f  p50 %.2f  p99 %.2f  max %.2f  (%llu removals "
+		       "of downed nodes, %llu outside [K*H, K*H+H/2], %llu never removed)\n",
+		       r->detect_min_s, r->detect_p50_s, r->detect_p99_s, r->detect_max_s,
+		       (unsigned long long)r->detections,
+		       (unsigned long long)r->detections_outside_window,
+		       (unsigned long long)r->missed_detections);
 	if (r->relayed_removals)
 		printf("relayed removals    %llu (by nodes that never heard from it), latest %.2f "
 		       "s "
@@ -582,7 +644,7 @@ static int cmd_sim(int argc, char **argv)
 	dw_fabric_sim_config_default(&c);
 	optind = 2;
 	opterr = 0;
-	while ((opt = getopt_long(argc, argv, "", lopts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, ":", lopts, NULL)) != -1) {
 		switch (opt) {
 		case 'n':
 			if (parse_u32(optarg, 1, 1000000, &c.nodes) < 0)
@@ -646,8 +708,8 @@ static int cmd_sim(int argc, char **argv)
 
 			errno = 0;
 			c.seed = strtoull(optarg, &end, 0);
-			if (errno || *end)
-				return dw__usage_error("fabric", "--seed takes a number");
+			if (errno || *end || end == optarg || optarg[0] == '-')
+				return dw__usage_error("fabric", "--seed takes a number >= 0");
 			break;
 		}
 		case 'j':
@@ -657,9 +719,11 @@ static int cmd_sim(int argc, char **argv)
 			c.trace_events = true;
 			break;
 		default:
-			return dw__usage_error("fabric", "unknown option %s", argv[optind - 1]);
+			return opt_error(opt, argv);
 		}
 	}
+	if (optind < argc) /* options only: a word left over is a value missing its --flag */
+		return dw__usage_error("fabric", "unexpected argument '%s'", argv[optind]);
 	if (c.kill + c.pause + c.restart > (c.grow_to > c.nodes ? c.grow_to : c.nodes))
 		return dw__usage_error("fabric", "--kill + --pause + --restart exceed --nodes");
 	rc = dw_fabric_limits_validate(&c.limits, err, sizeof(err));

@@ -69,6 +69,14 @@ int dw__fabric_events_add(struct dw__fabric_events *r, const dw_fabric_event *ev
 	} else {
 		cJSON_AddItemToObject(o, "member", member_json(&ev->member));
 	}
+	if (ev->type == DW_FABRIC_EV_REMOVED) {
+		/* t - last_heard is the silence this node saw: K*H to K*H + H/2 if it decided */
+		cJSON_AddBoolToObject(o, "decided", ev->decided);
+		if (ev->last_heard_ns)
+			cJSON_AddNumberToObject(o, "last_heard", (double)ev->last_heard_ns / 1e9);
+		else
+			cJSON_AddNullToObject(o, "last_heard");
+	}
 	cJSON_AddNumberToObject(o, "cluster_size", ev->cluster_size);
 	line = cJSON_PrintUnformatted(o);
 	cJSON_Delete(o);

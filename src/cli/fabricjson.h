@@ -11,7 +11,9 @@
  *            "counter": N, "leader": bool, "group": N}
  *   event   {"t": seconds (monotonic), "event": "added", "member": member, "cluster_size": N}
  *           or, for switch_recommended, switched and join_refused, "from", "to" and "reason"
- *           instead of "member".
+ *           instead of "member". A "removed" event adds "decided" (this node timed the member
+ *           out itself, rather than learning it from another) and "last_heard" (seconds on the
+ *           same clock as "t": its last sign of life here, or null if none ever came).
  *
  * The events endpoint shows the last DW__FABRIC_EVENTS_KEPT events, kept as rendered lines in a
  * ring: the node's event callback runs under the node's lock and must not block, so it renders

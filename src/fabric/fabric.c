@@ -65,6 +65,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
+
 #include "fabric_int.h"
 
 /* ---- lifecycle ---------------------------------------------------------------------------- */
@@ -100,6 +102,8 @@ int dw_fabric_open(const dw_fabric_config *cfg, dw_fabric **out)
 	}
 	f->cfg = *cfg;
 	rc = dw__wire_keys_init(&f->keys, &cfg->keyring);
+	/* only the prepared HMAC states are kept: no copy of the secrets stays in the handle */
+	OPENSSL_cleanse(&f->cfg.keyring, sizeof(f->cfg.keyring));
 	if (rc < 0)
 		goto out;
 	f->index = dw_calloc(16, sizeof(*f->index));
@@ -220,6 +224,25 @@ int dw_fabric_set_limits(dw_fabric *f, const dw_fabric_limits *l, char *err, siz
 	dw__fabric_regroup(f);
 	f->roles_dirty = true;
 	pthread_mutex_unlock(&f->lock);
+	return 0;
+}
+
+int dw_fabric_set_keyring(dw_fabric *f, const dw_fabric_keyring *ring)
+{
+	struct dw__wire_keys nk, old;
+	int rc;
+
+	if (!ring || ring->n == 0 || ring->n > DW_FABRIC_MAX_KEYS)
+		return DW_EBADKEY;
+	/* prepared outside the lock: the HMAC states cost a few hashes per key */
+	rc = dw__wire_keys_init(&nk, ring);
+	if (rc < 0)
+		return rc;
+	pthread_mutex_lock(&f->lock);
+	old = f->keys;
+	f->keys = nk;
+	pthread_mutex_unlock(&f->lock);
+	dw__wire_keys_release(&old);
 	return 0;
 }
 

@@ -13,7 +13,7 @@
  *   join = 127.0.0.1:7946, ...     ; seeds (16 at most); none = start a new cluster
  *   topology = mesh                ; star, mesh, federated (for a new cluster)
  *   mode = auto                    ; auto or recommend
- *   interval = 15s                 ; heartbeat interval H (0 < H <= 1 day)
+ *   interval = 15s                 ; heartbeat interval H (10ms..1h)
  *   missed = 3                     ; K: removed after K*H without sign of life (1..100)
  *   node_id = 42                   ; non-zero; default: a random id kept in DATA/fabric.id
  *

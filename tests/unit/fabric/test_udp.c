@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: MIT
 /*
  * Fabric over real UDP sockets on loopback, in one process: three nodes join through the first,
- * agree on the cluster, and a node that stops sending is removed by the others; a socket that
- * cannot bind reports why. Uses H = 100 ms so the test takes about a second. Skips (77) if the
- * machine has no loopback UDP.
+ * agree on the cluster, and a node that stops sending is removed by the others; a live key
+ * rotation keeps two nodes together; a socket that cannot bind reports why. Uses H = 100 ms so the
+ * test takes about a second. Skips (77) if the machine has no loopback UDP.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -120,6 +120,89 @@ static void test_udp_cluster(void **state)
 	}
 }
 
+/* Start peers 0 and 1 on free loopback ports (skips the test if there are none). */
+static void start_pair(struct peer *ps)
+{
+	for (uint16_t b = 41000 + (uint16_t)(time(NULL) % 1000) * 20; b < 64000; b += 7) {
+		if (start(&ps[0], 2001, b) == 0 && start(&ps[1], 2002, (uint16_t)(b + 1)) == 0)
+			return;
+		dw_fabric_close(ps[0].f);
+		dw_fabric_udp_close(ps[0].u);
+	}
+	print_message("skip: no loopback UDP ports to bind\n");
+	exit(77);
+}
+
+/* A ring of the given key ids; a key's secret is its id's byte repeated (3 is start()'s). */
+static dw_fabric_keyring ring_of(size_t n, const uint32_t *ids)
+{
+	dw_fabric_keyring r;
+
+	memset(&r, 0, sizeof(r));
+	r.n = n;
+	for (size_t i = 0; i < n; i++) {
+		r.keys[i].id = ids[i];
+		memset(r.keys[i].secret, ids[i] == 3 ? 0x42 : (int)ids[i], DW_FABRIC_KEY_LEN);
+	}
+	return r;
+}
+
+static void test_udp_key_rotation(void **state)
+{
+	static const uint32_t add[] = { 3, 5 }, swap[] = { 5, 3 }, only_new[] = { 5 },
+			      only_old[] = { 3 }, zero[] = { 0 };
+	dw_fabric_keyring r;
+	dw_fabric_stats st;
+	struct peer ps[2];
+
+	(void)state;
+	start_pair(ps);
+	dw_fabric_join(ps[0].f, NULL, 0);
+	dw_fabric_join(ps[1].f, &ps[0].addr, 1);
+	drive(ps, 2, 400);
+	assert_int_equal(dw_fabric_cluster_size(ps[1].f), 2);
+
+	/* refused rings leave the keys in place */
+	r = ring_of(0, NULL);
+	assert_int_equal(dw_fabric_set_keyring(ps[0].f, &r), DW_EBADKEY);
+	r = ring_of(1, zero);
+	assert_int_equal(dw_fabric_set_keyring(ps[0].f, &r), DW_EBADKEY);
+
+	/* the three rolling steps, each on one node and then the other, H apart */
+	r = ring_of(2, add);
+	assert_int_equal(dw_fabric_set_keyring(ps[0].f, &r), 0);
+	drive(ps, 2, 100);
+	assert_int_equal(dw_fabric_set_keyring(ps[1].f, &r), 0);
+	drive(ps, 2, 100);
+	r = ring_of(2, swap);
+	assert_int_equal(dw_fabric_set_keyring(ps[0].f, &r), 0);
+	drive(ps, 2, 100);
+	assert_int_equal(dw_fabric_set_keyring(ps[1].f, &r), 0);
+	drive(ps, 2, 100);
+	r = ring_of(1, only_new);
+	assert_int_equal(dw_fabric_set_keyring(ps[0].f, &r), 0);
+	drive(ps, 2, 100);
+	assert_int_equal(dw_fabric_set_keyring(ps[1].f, &r), 0);
+	drive(ps, 2, 600); /* twice K*H */
+	assert_int_equal(ps[0].removed, 0);
+	assert_int_equal(ps[1].removed, 0);
+	assert_int_equal(dw_fabric_cluster_size(ps[0].f), 2);
+	dw_fabric_get_stats(ps[0].f, &st);
+	assert_int_equal(st.dropped[DW_FABRIC_DROP_UNKNOWN_KEY], 0);
+
+	/* a node left on the old key alone is no longer heard, and is removed */
+	r = ring_of(1, only_old);
+	assert_int_equal(dw_fabric_set_keyring(ps[1].f, &r), 0);
+	drive(ps, 2, 800);
+	dw_fabric_get_stats(ps[0].f, &st);
+	assert_true(st.dropped[DW_FABRIC_DROP_UNKNOWN_KEY] > 0);
+	assert_int_equal(ps[0].removed, 1);
+	for (int i = 0; i < 2; i++) {
+		dw_fabric_close(ps[i].f);
+		dw_fabric_udp_close(ps[i].u);
+	}
+}
+
 static void test_udp_bind_errors(void **state)
 {
 	dw_fabric_udp *u = NULL, *v = NULL;
@@ -138,6 +221,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_udp_cluster),
+		cmocka_unit_test(test_udp_key_rotation),
 		cmocka_unit_test(test_udp_bind_errors),
 	};
 
