@@ -12,7 +12,8 @@
  *
  * A switch is decided by the coordinator alone and carried by the epoch on every packet; the
  * hysteresis and the hold of 2*K*H after a switch keep a cluster near a threshold from
- * oscillating. Every function here that takes a handle runs with f->lock held.
+ * oscillating, and in mode recommend the same hysteresis keeps it from recommending again until
+ * it has shrunk below the band. Every function here that takes a handle runs with f->lock held.
  */
 #include <errno.h>
 #include <math.h>
@@ -320,6 +321,7 @@ void dw__fabric_adopt_topology(dw_fabric *f, uint32_t epoch, dw_fabric_topology 
 
 void dw__fabric_coordinate(dw_fabric *f)
 {
+	const dw_fabric_limits *l = &f->cfg.limits;
 	dw_fabric_topology want;
 	char reason[128];
 
@@ -334,9 +336,15 @@ void dw__fabric_coordinate(dw_fabric *f)
 		return;
 	if (f->count_partial)
 		return; /* see dw__fabric_roles */
-	want = choose(&f->cfg.limits, f->topology, f->base, f->st.cluster_size);
+	want = choose(l, f->topology, f->base, f->st.cluster_size);
 	if (want == f->topology) {
-		f->recommended = false;
+		/*
+		 * One recommendation per crossing: re-arm only below threshold*(1-hysteresis),
+		 * where a switch would have come back, so a cluster flapping 399<->400 on the
+		 * default limits recommends once, not at every 400.
+		 */
+		if (f->st.cluster_size < topo_threshold(l, f->topology) * (1.0 - l->hysteresis))
+			f->recommended = false;
 		return;
 	}
 	snprintf(reason, sizeof(reason), "cluster size %u: %s fits better than %s",

@@ -3,8 +3,9 @@
  * Fabric protocol on a hand-driven fake network and fake clock: join through a seed, events,
  * a node without the key cannot join or inject anything, tampered and replayed packets are
  * dropped and counted, a full cluster refuses a join with a reason, a restarted node comes back
- * with its new generation, limits are validated as a whole, and the scalable interface reports
- * and reconfigures.
+ * with its new generation, a suspected node refutes the suspicion with a higher counter, a
+ * shrinking cluster switches back and recommends again only below threshold*(1-hysteresis),
+ * limits are validated as a whole, and the scalable interface reports and reconfigures.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -18,7 +19,7 @@
 #include "dwscale/fabric.h"
 
 #define MAXQ 4096
-#define MAXN 8
+#define MAXN 32
 
 struct pkt {
 	dw_fabric_addr from, to;
@@ -34,6 +35,12 @@ struct node {
 	dw_fabric_addr addr;
 	int added, removed, updated, refused, suspect;
 	char reason[160];
+	bool mute;	    /* everything it sends is lost */
+	unsigned sent;	    /* datagrams it handed to the network, lost ones included */
+	uint64_t watch;	    /* a member whose ALIVE and UPDATED events are recorded ... */
+	uint32_t watch_ctr; /* ... as the highest counter they carried */
+	int switched, recommended;
+	char topo_log[256]; /* "mesh->star@20 recommend:mesh->star@20 ..." */
 };
 
 struct net {
@@ -43,6 +50,10 @@ struct net {
 	struct node nodes[MAXN];
 	size_t n;
 	struct pkt last; /* a copy of the last packet delivered, for replay */
+	/* what grow() opens nodes with: key 1, default limits, mode auto unless a test says */
+	dw_fabric_keyring ring;
+	dw_fabric_limits lim;
+	dw_fabric_mode mode;
 };
 
 static int fake_send(void *ctx, const dw_fabric_addr *to, const void *buf, size_t len)
@@ -51,6 +62,9 @@ static int fake_send(void *ctx, const dw_fabric_addr *to, const void *buf, size_
 	struct net *net = nd->net;
 	struct pkt *p;
 
+	nd->sent++;
+	if (nd->mute)
+		return 0;
 	if (net->nq == MAXQ || len > sizeof(p->buf))
 		return -1;
 	p = &net->q[net->nq++];
@@ -59,6 +73,23 @@ static int fake_send(void *ctx, const dw_fabric_addr *to, const void *buf, size_
 	p->len = len;
 	memcpy(p->buf, buf, len);
 	return 0;
+}
+
+/* Append "from->to@size" (prefixed "recommend:" for a recommendation) to nd's topology log. */
+static void log_topo(struct node *nd, const dw_fabric_event *ev)
+{
+	size_t len = strlen(nd->topo_log);
+
+	snprintf(nd->topo_log + len, sizeof(nd->topo_log) - len, "%s%s%s->%s@%u", len ? " " : "",
+		 ev->type == DW_FABRIC_EV_SWITCHED ? "" : "recommend:",
+		 dw_fabric_topology_name(ev->from), dw_fabric_topology_name(ev->to),
+		 ev->cluster_size);
+}
+
+static void watch_ctr(struct node *nd, const dw_fabric_event *ev)
+{
+	if (ev->member.id == nd->watch && ev->member.counter > nd->watch_ctr)
+		nd->watch_ctr = ev->member.counter;
 }
 
 static void on_event(void *arg, const dw_fabric_event *ev)
@@ -74,9 +105,21 @@ static void on_event(void *arg, const dw_fabric_event *ev)
 		break;
 	case DW_FABRIC_EV_UPDATED:
 		nd->updated++;
+		watch_ctr(nd, ev);
+		break;
+	case DW_FABRIC_EV_ALIVE:
+		watch_ctr(nd, ev);
 		break;
 	case DW_FABRIC_EV_SUSPECT:
 		nd->suspect++;
+		break;
+	case DW_FABRIC_EV_SWITCHED:
+		nd->switched++;
+		log_topo(nd, ev);
+		break;
+	case DW_FABRIC_EV_SWITCH_RECOMMENDED:
+		nd->recommended++;
+		log_topo(nd, ev);
 		break;
 	case DW_FABRIC_EV_JOIN_REFUSED:
 		nd->refused++;
@@ -102,6 +145,7 @@ static struct node *add_node(struct net *net, uint64_t id, uint32_t gen,
 	struct node *nd = &net->nodes[net->n];
 	dw_fabric_config cfg;
 
+	assert_true(net->n < MAXN);
 	memset(nd, 0, sizeof(*nd));
 	nd->net = net;
 	nd->addr.ip = 0x7f000001;
@@ -178,7 +222,68 @@ static struct net *new_net(void)
 
 	assert_non_null(net);
 	dw_fake_clock_init(&net->clock, DW_NS_PER_SEC, DW_NS_PER_SEC);
+	key(&net->ring, 1, 0x11);
+	dw_fabric_limits_default(&net->lim);
+	net->mode = DW_FABRIC_MODE_AUTO;
 	return net;
+}
+
+static size_t running(const struct net *net)
+{
+	size_t k = 0;
+
+	for (size_t i = 0; i < net->n; i++)
+		k += net->nodes[i].f != NULL;
+	return k;
+}
+
+/*
+ * Open nodes until `to` run, each joining through the first 100 ms after the last. Ids rise in
+ * the order of opening, so the first node stays the lowest: the coordinator.
+ */
+static void grow(struct net *net, size_t to)
+{
+	while (running(net) < to) {
+		struct node *nd =
+			add_node(net, 100 * (net->n + 1), 1, &net->ring, &net->lim, net->mode);
+
+		if (nd == &net->nodes[0])
+			assert_int_equal(dw_fabric_join(nd->f, NULL, 0), 0);
+		else
+			assert_int_equal(dw_fabric_join(nd->f, &net->nodes[0].addr, 1), 0);
+		pump(net, 100);
+	}
+}
+
+/* Close the k running nodes opened last. */
+static void stop(struct net *net, size_t k)
+{
+	for (size_t i = net->n; i-- > 0 && k;) {
+		if (net->nodes[i].f) {
+			dw_fabric_close(net->nodes[i].f);
+			net->nodes[i].f = NULL;
+			k--;
+		}
+	}
+}
+
+/*
+ * Close the newest nodes or open new ones until `size` run, let the cluster settle for `ms`, and
+ * check that every node counts `size` in topology t and the coordinator's topology log reads log.
+ */
+static void resize(struct net *net, size_t size, unsigned ms, dw_fabric_topology t, const char *log)
+{
+	if (running(net) > size)
+		stop(net, running(net) - size);
+	grow(net, size);
+	pump(net, ms);
+	for (size_t i = 0; i < net->n; i++) {
+		if (!net->nodes[i].f)
+			continue;
+		assert_int_equal(dw_fabric_cluster_size(net->nodes[i].f), size);
+		assert_int_equal(dw_fabric_current_topology(net->nodes[i].f), t);
+	}
+	assert_string_equal(net->nodes[0].topo_log, log);
 }
 
 static void test_join_and_events(void **state)
@@ -386,6 +491,128 @@ static void test_restart_new_generation(void **state)
 	close_all(net);
 }
 
+/*
+ * A node whose packets are all lost for (K-1)*H and a bit is suspected by every observer. It
+ * learns so from the suspicion their probes carry and raises its counter; once its packets flow
+ * again the observers take it back at the new counter, and nobody removes it.
+ */
+static void test_suspect_refuted(void **state)
+{
+	struct net *net = new_net();
+	dw_fabric_member ms[8];
+	struct node *v;
+	uint32_t ctr;
+	size_t n;
+
+	(void)state;
+	resize(net, 4, 5000, DW_FABRIC_MESH, "");
+	v = &net->nodes[3];
+	assert_int_equal(dw_fabric_members(v->f, ms, 8, &n), 0);
+	ctr = ms[0].counter;
+	for (size_t i = 0; i < 3; i++) {
+		net->nodes[i].watch = ms[0].id;
+		assert_int_equal(net->nodes[i].suspect, 0);
+	}
+	/*
+	 * Mute it right after a heartbeat round (one ping to each observer): every observer then
+	 * hears nothing for 2.25 s, past the suspicion at (K-1)*H = 2 s and short of the removal
+	 * at K*H = 3 s.
+	 */
+	for (;;) {
+		unsigned before = v->sent;
+
+		pump(net, 10);
+		if (v->sent - before >= 3)
+			break;
+	}
+	v->mute = true;
+	pump(net, 2250);
+	for (size_t i = 0; i < 3; i++) {
+		assert_int_equal(net->nodes[i].suspect, 1);
+		assert_int_equal(net->nodes[i].removed, 0);
+	}
+	v->mute = false;
+	pump(net, 3000);
+	for (size_t i = 0; i < 3; i++) {
+		struct node *o = &net->nodes[i];
+
+		assert_int_equal(o->removed, 0);
+		assert_true(o->watch_ctr >= ctr + 1);
+		assert_int_equal(dw_fabric_members(o->f, ms, 8, &n), 0);
+		assert_int_equal(n, 4);
+		for (size_t j = 1; j < n; j++) {
+			assert_int_equal(ms[j].state, DW_FABRIC_ALIVE);
+			if (ms[j].id == o->watch)
+				assert_true(ms[j].counter >= ctr + 1);
+		}
+	}
+	close_all(net);
+}
+
+/* Mesh leaves at 20 nodes; with hysteresis 0.1 a cluster goes back only below 18. */
+static struct net *hysteresis_net(dw_fabric_mode mode)
+{
+	struct net *net = new_net();
+
+	net->lim.mesh_switch_at = 20;
+	net->lim.hysteresis = 0.1;
+	net->mode = mode;
+	return net;
+}
+
+/*
+ * Auto: a Mesh that grew to its threshold switches to Star, stays Star at 18 = 20 * (1 - 0.1)
+ * well past the hold after the switch, and goes back to Mesh at 17.
+ */
+static void test_switch_back_below_hysteresis(void **state)
+{
+	struct net *net = hysteresis_net(DW_FABRIC_MODE_AUTO);
+
+	(void)state;
+	resize(net, 20, 5000, DW_FABRIC_STAR, "mesh->star@20");
+	/* removals land within K*H + H/2; 10 s also runs past the 2*K*H hold after the switch */
+	resize(net, 18, 10000, DW_FABRIC_STAR, "mesh->star@20");
+	resize(net, 17, 5000, DW_FABRIC_MESH, "mesh->star@20 star->mesh@17");
+	for (size_t i = 0; i < net->n; i++) {
+		if (!net->nodes[i].f)
+			continue;
+		assert_int_equal(net->nodes[i].switched, 2);
+		assert_int_equal(net->nodes[i].removed, 3);
+	}
+	close_all(net);
+}
+
+/* Every running node among the first `upto` opened raised `want` recommendations. */
+static void check_recommended(struct net *net, size_t upto, int want)
+{
+	for (size_t i = 0; i < upto; i++) {
+		if (net->nodes[i].f)
+			assert_int_equal(net->nodes[i].recommended, want);
+	}
+}
+
+/*
+ * Recommend: a Mesh that reaches its threshold recommends Star once. Shrinking to 18 (inside
+ * the hysteresis band) and growing back to 20 is the same crossing and raises nothing; only
+ * after it fell to 17 does growing back to 20 recommend again.
+ */
+static void test_recommend_once_per_crossing(void **state)
+{
+	struct net *net = hysteresis_net(DW_FABRIC_MODE_RECOMMEND);
+	const char *once = "recommend:mesh->star@20";
+
+	(void)state;
+	resize(net, 20, 5000, DW_FABRIC_MESH, once);
+	check_recommended(net, net->n, 1);
+	resize(net, 18, 5000, DW_FABRIC_MESH, once);
+	resize(net, 20, 5000, DW_FABRIC_MESH, once);
+	check_recommended(net, net->n, 1);
+	resize(net, 17, 5000, DW_FABRIC_MESH, once);
+	resize(net, 20, 5000, DW_FABRIC_MESH, "recommend:mesh->star@20 recommend:mesh->star@20");
+	check_recommended(net, 17, 2); /* the 17 that saw the whole story */
+	close_all(net);
+}
+
 static void test_limits_validate(void **state)
 {
 	dw_fabric_limits l;
@@ -502,6 +729,9 @@ int main(void)
 		cmocka_unit_test(test_replay_and_tamper),
 		cmocka_unit_test(test_join_refused_when_full),
 		cmocka_unit_test(test_restart_new_generation),
+		cmocka_unit_test(test_suspect_refuted),
+		cmocka_unit_test(test_switch_back_below_hysteresis),
+		cmocka_unit_test(test_recommend_once_per_crossing),
 		cmocka_unit_test(test_limits_validate),
 		cmocka_unit_test(test_scalable),
 		cmocka_unit_test(test_open_errors),
