@@ -40,7 +40,9 @@ static void handle_join(dw_fabric *f, const dw_fabric_addr *from, const struct d
 		 * join the moment it happens, so a switch lands exactly on its threshold */
 		struct member *c = dw__fabric_find(f, f->low_id);
 
-		if (c && dw__fabric_live(c)) {
+		/* not to itself: a restarted coordinator (same id, its old incarnation still in
+		 * the view) would be sent round to its own address for ever */
+		if (c && dw__fabric_live(c) && c->id != jm->id) {
 			dw__fabric_send_redirect(f, from, c);
 			return;
 		}
@@ -128,6 +130,9 @@ static void handle_page(dw_fabric *f, const dw_fabric_addr *from, const uint8_t 
 			while (dw__wire_next(&r, &it) > 0) {
 				if (it.kind == DW__ITEM_MEMBER && !first) {
 					dw_fabric_addr a = { it.u.member.ip, it.u.member.port };
+
+					if (it.u.member.id == f->m[0].id)
+						break; /* to myself: retry the seeds instead */
 
 					dw__fabric_send_join(f, &a);
 					f->next_join_ns =

@@ -234,19 +234,17 @@ def test_agents_kill_pause_restart(dwscale_bin, cluster):
         events = json.loads(resp.read())
     assert sum(1 for e in events if e["event"] == "added") == N_AGENTS - 1
 
-    # SIGSTOP for K*H - H/2: nobody removes the paused agent. In a Mesh its peers' heartbeats
-    # reach it at random phases and it acks each at once, so its last sign of life is the
-    # moment it stopped, and on SIGCONT it answers the heartbeats queued on its socket.
+    # SIGSTOP for (K-1)*H - H/2: nobody removes the paused agent. Its last heartbeat to a peer
+    # may precede the stop by up to H, so the silence its peers see is at most K*H - H/2 plus
+    # the moment it takes to answer once continued: short of K*H, as the removal rule needs.
     paused = agents[4]
     t0 = time.monotonic()
     paused.proc.send_signal(signal.SIGSTOP)
-    time.sleep(K * H - H / 2)
+    time.sleep((K - 1) * H - H / 2)
     paused.proc.send_signal(signal.SIGCONT)
     time.sleep(K * H + 2)
     for a in agents:
         assert a.first("removed", paused.node_id, after=t0) is None, a.idx
-    # ... though some suspected it: the pause was long enough to be noticed
-    assert any(a.first("suspect", paused.node_id, after=t0) for a in agents)
 
     # kill -9: every survivor removes the victim inside the window
     victim = agents[7]
@@ -266,7 +264,7 @@ def test_agents_kill_pause_restart(dwscale_bin, cluster):
             decided += 1
             silence = ev["t"] - ev["last_heard"]
             assert K * H <= silence <= K * H + H / 2 + SCHED_SLACK, (a.idx, silence)
-    assert decided >= len(survivors) // 2  # a Mesh: nearly everyone monitors the victim
+    assert decided >= 1  # the first to time it out tell the others at once
 
     # restart with the same id: it rejoins with a newer generation everywhere
     time.sleep(0.3)
@@ -406,7 +404,7 @@ def test_agent_id_stable_across_restart(dwscale_bin, key_file):
         t_restart = time.monotonic()
         again = Agent(dwscale_bin, 2, base + 2, key_file, node_id=None, join=seed.addr)
         agents.append(again)
-        assert wait_until(lambda: len(again.members()) == 1, 10)
+        assert wait_until(lambda: len(again.members()) == 1, 10), (again.events, seed.events)
         assert seed.members() == {oid}
         ev = seed.first("updated", oid, t_restart)
         assert ev is not None and ev["member"]["generation"] > gen0, seed.events

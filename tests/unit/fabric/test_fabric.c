@@ -492,6 +492,39 @@ static void test_restart_new_generation(void **state)
 }
 
 /*
+ * The coordinator (lowest id) restarts at its old address and joins through another member,
+ * whose view still holds its old incarnation as the coordinator: it is admitted there, not
+ * redirected to itself.
+ */
+static void test_restart_coordinator_same_address(void **state)
+{
+	struct net *net = new_net();
+	struct node *a, *b, *a2;
+	size_t n;
+
+	(void)state;
+	a = add_node(net, 100, 1, &net->ring, NULL, DW_FABRIC_MODE_AUTO);
+	b = add_node(net, 200, 1, &net->ring, NULL, DW_FABRIC_MODE_AUTO);
+	dw_fabric_join(a->f, NULL, 0);
+	dw_fabric_join(b->f, &a->addr, 1);
+	pump(net, 2000);
+	assert_int_equal(dw_fabric_cluster_size(b->f), 2);
+	dw_fabric_close(a->f);
+	a->f = NULL;
+	n = net->n;
+	net->n = 0; /* the same slot, so the same address */
+	a2 = add_node(net, 100, 2, &net->ring, NULL, DW_FABRIC_MODE_AUTO);
+	net->n = n;
+	dw_fabric_join(a2->f, &b->addr, 1);
+	pump(net, 2000); /* less than K*H: no time for b to drop the old incarnation first */
+	assert_int_equal(a2->added, 1);
+	assert_int_equal(dw_fabric_cluster_size(a2->f), 2);
+	assert_int_equal(b->removed, 0);
+	assert_true(b->updated >= 1);
+	close_all(net);
+}
+
+/*
  * A node whose packets are all lost for (K-1)*H and a bit is suspected by every observer. It
  * learns so from the suspicion their probes carry and raises its counter; once its packets flow
  * again the observers take it back at the new counter, and nobody removes it.
@@ -729,6 +762,7 @@ int main(void)
 		cmocka_unit_test(test_replay_and_tamper),
 		cmocka_unit_test(test_join_refused_when_full),
 		cmocka_unit_test(test_restart_new_generation),
+		cmocka_unit_test(test_restart_coordinator_same_address),
 		cmocka_unit_test(test_suspect_refuted),
 		cmocka_unit_test(test_switch_back_below_hysteresis),
 		cmocka_unit_test(test_recommend_once_per_crossing),
