@@ -338,6 +338,7 @@ struct dw_fabric {
 	uint32_t epoch;
 	dw_fabric_topology base; /* the configured topology: where a shrink goes back to */
 	bool recommended;	 /* recommend mode: event raised for the current crossing */
+	dw_fabric_topology recommended_to; /* ... and the topology it proposed */
 	bool roles_dirty;
 	uint64_t hub_id;	/* Star hub / my Federated leader / 0 */
 	uint64_t low_id;	/* lowest live id I know: the coordinator, always a leader */

@@ -339,11 +339,18 @@ void dw__fabric_coordinate(dw_fabric *f)
 	want = choose(l, f->topology, f->base, f->st.cluster_size);
 	if (want == f->topology) {
 		/*
-		 * One recommendation per crossing: re-arm only below threshold*(1-hysteresis),
-		 * where a switch would have come back, so a cluster flapping 399<->400 on the
-		 * default limits recommends once, not at every 400.
+		 * One recommendation per crossing: re-arm only once the size is back across the
+		 * band a switch would have used, so a cluster flapping 399<->400 on the default
+		 * limits recommends once, not at every 400. A recommendation to grow out of the
+		 * current topology re-arms below threshold*(1-hysteresis); one to shrink back to
+		 * the configured topology (a node that joined a cluster in another shape) re-arms
+		 * at the configured topology's threshold, where choose() stops proposing it.
 		 */
-		if (f->st.cluster_size < topo_threshold(l, f->topology) * (1.0 - l->hysteresis))
+		uint32_t n = f->st.cluster_size;
+
+		if (f->recommended_to == f->base && f->base != f->topology
+			    ? n >= topo_threshold(l, f->base)
+			    : n < topo_threshold(l, f->topology) * (1.0 - l->hysteresis))
 			f->recommended = false;
 		return;
 	}
@@ -351,10 +358,11 @@ void dw__fabric_coordinate(dw_fabric *f)
 		 f->st.cluster_size, dw_fabric_topology_name(want),
 		 dw_fabric_topology_name(f->topology));
 	if (f->cfg.mode == DW_FABRIC_MODE_RECOMMEND) {
-		if (!f->recommended)
+		if (!f->recommended || f->recommended_to != want)
 			dw__fabric_emit_topo(f, DW_FABRIC_EV_SWITCH_RECOMMENDED, f->topology, want,
 					     f->st.cluster_size, reason);
 		f->recommended = true;
+		f->recommended_to = want;
 		return;
 	}
 	/* auto: only the coordinator (the lowest live id I know, which every node knows) acts */

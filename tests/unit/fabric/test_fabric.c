@@ -54,6 +54,7 @@ struct net {
 	dw_fabric_keyring ring;
 	dw_fabric_limits lim;
 	dw_fabric_mode mode;
+	dw_fabric_topology topo; /* what add_node() configures (mesh unless a test says) */
 };
 
 static int fake_send(void *ctx, const dw_fabric_addr *to, const void *buf, size_t len)
@@ -156,6 +157,7 @@ static struct node *add_node(struct net *net, uint64_t id, uint32_t gen,
 	cfg.addr = nd->addr;
 	cfg.keyring = *ring;
 	cfg.mode = mode;
+	cfg.topology = net->topo;
 	if (lim)
 		cfg.limits = *lim;
 	cfg.limits.interval_ns = 1 * DW_NS_PER_SEC;
@@ -225,6 +227,7 @@ static struct net *new_net(void)
 	key(&net->ring, 1, 0x11);
 	dw_fabric_limits_default(&net->lim);
 	net->mode = DW_FABRIC_MODE_AUTO;
+	net->topo = DW_FABRIC_MESH;
 	return net;
 }
 
@@ -646,6 +649,38 @@ static void test_recommend_once_per_crossing(void **state)
 	close_all(net);
 }
 
+/*
+ * Recommend, back to a node's own topology: nodes configured Mesh that joined a Star cluster
+ * recommend Mesh below 18 = 20 * (1 - 0.1), once; at 18 and back at 17 it is the same crossing.
+ * Only after the cluster reached Mesh's threshold (20) does 17 recommend again.
+ */
+static void test_recommend_back_once(void **state)
+{
+	struct net *net = hysteresis_net(DW_FABRIC_MODE_RECOMMEND);
+	const char *none = "";
+
+	(void)state;
+	net->topo = DW_FABRIC_STAR;
+	grow(net, 1);
+	net->topo = DW_FABRIC_MESH;
+	resize(net, 17, 5000, DW_FABRIC_STAR, none);
+	assert_int_equal(net->nodes[0].recommended, 0); /* configured Star: nothing to say */
+	net->nodes[0].recommended = 1;			/* so check_recommended() covers the rest */
+	check_recommended(net, net->n, 1);
+	for (size_t i = 1; i < net->n; i++) { /* one each, at the size it joined at */
+		assert_int_equal(strncmp(net->nodes[i].topo_log, "recommend:star->mesh@", 21), 0);
+		assert_null(strchr(net->nodes[i].topo_log, ' '));
+	}
+	resize(net, 18, 5000, DW_FABRIC_STAR, none);
+	resize(net, 17, 5000, DW_FABRIC_STAR, none);
+	check_recommended(net, 17, 1);
+	resize(net, 20, 5000, DW_FABRIC_STAR, none);
+	resize(net, 17, 5000, DW_FABRIC_STAR, none);
+	net->nodes[0].recommended = 2;
+	check_recommended(net, 17, 2);
+	close_all(net);
+}
+
 static void test_limits_validate(void **state)
 {
 	dw_fabric_limits l;
@@ -766,6 +801,7 @@ int main(void)
 		cmocka_unit_test(test_suspect_refuted),
 		cmocka_unit_test(test_switch_back_below_hysteresis),
 		cmocka_unit_test(test_recommend_once_per_crossing),
+		cmocka_unit_test(test_recommend_back_once),
 		cmocka_unit_test(test_limits_validate),
 		cmocka_unit_test(test_scalable),
 		cmocka_unit_test(test_open_errors),
