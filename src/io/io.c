@@ -11,6 +11,11 @@
  * after a failure always moves to a fresh backend, because a failed ring cannot be trusted with
  * another submission (see uring.c).
  *
+ * O_DIRECT is tried by every open that asks for it (EINVAL: buffered), which is the filesystem's
+ * answer for that file. A device also probes it up front in the first directory held on it (a
+ * node's data directory, say) with an unnamed temporary file, and again on each re-probe, so
+ * its metrics say what O_DIRECT does there before a file asks and after a remount changes it.
+ *
  * Threads and locking
  *   - io->lock guards the device table, the config copy (tunables) and each device's probe
  *     fields. It is never held while calling into a scheduler that could call back (reprobe runs
@@ -37,10 +42,12 @@ struct io_dev {
 	dev_t dev;
 	struct io_sched *s;
 	struct io_devprobe probe;
-	unsigned depth_override;       /* protected by io->lock: 0 = config/class */
-	unsigned depth_calibrated;     /* protected by io->lock: 0 = none stored */
-	int uring_errno;	       /* protected by io->lock */
-	int direct_errno;	       /* protected by io->lock: 1 = not tried */
+	unsigned depth_override;   /* protected by io->lock: 0 = config/class */
+	unsigned depth_calibrated; /* protected by io->lock: 0 = none stored */
+	int uring_errno;	   /* protected by io->lock */
+	int direct_errno;	   /* protected by io->lock: 1 = not tried */
+	int dirfd; /* a directory on the device to probe O_DIRECT in (-1: none); set once, under
+		    * io->lock, then only read */
 	uint32_t mem_align, off_align; /* protected by io->lock */
 	uint64_t demoted[DW_IO_TIERS]; /* protected by io->lock: ops demoted from each tier */
 	uint64_t quota_refused;	       /* protected by io->lock */
@@ -218,6 +225,8 @@ void dw_io_close(dw_io *io)
 		return;
 	for (unsigned i = 0; i < io->ndev; i++) {
 		dw__sched_close(io->devs[i]->s);
+		if (io->devs[i]->dirfd >= 0)
+			close(io->devs[i]->dirfd);
 		dw_free(io->devs[i]);
 	}
 	dw__quota_close(io->quota);
@@ -260,6 +269,33 @@ static int open_backend(struct io_dev *d, dw_io_engine want, unsigned depth,
 	return rc;
 }
 
+/*
+ * O_DIRECT on the filesystem of dirfd: an unnamed temporary file opened with it (gone at close).
+ * EINVAL says the filesystem refuses it; any other failure (no O_TMPFILE, read-only, no right
+ * to write there) leaves the last answer standing. Alignment from statx, else the logical block.
+ */
+static void probe_direct(struct io_dev *d, int dirfd)
+{
+	uint32_t ma, oa;
+	int fd = openat(dirfd, ".", O_TMPFILE | O_RDWR | O_DIRECT | O_CLOEXEC, 0600);
+	int rc = fd < 0 ? -errno : 0;
+
+	if (fd >= 0) {
+		if (dw__probe_dioalign(fd, &ma, &oa) < 0)
+			ma = oa = d->probe.logical_block;
+		close(fd);
+	}
+	if (rc < 0 && rc != -EINVAL)
+		return;
+	pthread_mutex_lock(&d->io->lock);
+	d->direct_errno = rc;
+	if (rc == 0) {
+		d->mem_align = ma;
+		d->off_align = oa;
+	}
+	pthread_mutex_unlock(&d->io->lock);
+}
+
 /* Scheduler hook: see the file header. */
 static int reprobe(void *ctx, struct io_sched *s, int failed, struct io_backend **nb)
 {
@@ -267,12 +303,15 @@ static int reprobe(void *ctx, struct io_sched *s, int failed, struct io_backend 
 	struct io_sched_snapshot snap;
 	dw_io_engine want, cur;
 	unsigned depth;
-	int urc, rc;
+	int urc, rc, dirfd;
 
 	*nb = NULL;
 	pthread_mutex_lock(&d->io->lock);
 	want = d->io->cfg.engine;
+	dirfd = d->dirfd;
 	pthread_mutex_unlock(&d->io->lock);
+	if (dirfd >= 0)
+		probe_direct(d, dirfd);
 	dw__sched_snapshot(s, &snap);
 	cur = snap.backend;
 	depth = snap.depth;
@@ -417,6 +456,7 @@ static int get_dev(dw_io *io, dev_t dev, struct io_dev **out)
 	d->io = io;
 	d->dev = dev;
 	d->direct_errno = 1;
+	d->dirfd = -1;
 	dw__probe_device(dev, &d->probe);
 	d->depth_calibrated = load_calibrated(io, d);
 	pthread_mutex_lock(&io->lock);
@@ -483,6 +523,18 @@ static int file_new(dw_io *io, int fd, bool own, bool direct, dw_io_file **out)
 	rc = get_dev(io, st.st_dev, &d);
 	if (rc < 0)
 		return rc;
+	if (S_ISDIR(st.st_mode)) {
+		/* the first directory held on a device is where O_DIRECT is probed, now and on
+		 * every re-probe, so the device says before any file asks for it */
+		int dup = -1;
+
+		pthread_mutex_lock(&io->lock);
+		if (d->dirfd < 0)
+			dup = d->dirfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+		pthread_mutex_unlock(&io->lock);
+		if (dup >= 0)
+			probe_direct(d, dup);
+	}
 	f = dw_calloc(1, sizeof(*f));
 	if (!f)
 		return -ENOMEM;

@@ -91,7 +91,7 @@ uint64_t dw__hist_quantile(const struct io_hist *h, double q);
 struct io_sched_params {
 	unsigned weight[DW_IO_TIERS];
 	uint64_t deadline_ns[DW_IO_TIERS];
-	unsigned low_cap; /* 0 = depth / 8, at least 1 */
+	unsigned low_cap; /* 0 = depth / 32, at least 1 */
 	uint64_t high_linger_ns;
 	unsigned max_queued;
 	double bp_up[4]; /* [1..3]: warning, critical, shedding thresholds */

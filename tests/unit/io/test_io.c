@@ -246,6 +246,27 @@ static void test_direct(void **state)
 	dw_io_close(io);
 }
 
+/* A directory held on a device probes O_DIRECT there at once: its answer, not "not tried". */
+static void test_direct_probed_in_dir(void **state)
+{
+	dw_io_config cfg;
+	dw_io_dev_info info, probe;
+	dw_io_file *f;
+	dw_io *io;
+	size_t ma, oa;
+
+	(void)state;
+	dw_io_config_default(&cfg);
+	assert_int_equal(dw_io_open(&cfg, &io), 0);
+	assert_int_equal(dw_io_file_open(io, tmpdir, O_RDONLY | O_DIRECTORY, 0, 0, &f), 0);
+	assert_int_equal(dw_io_file_info(f, &info), 0);
+	assert_int_equal(dw_io_probe_path(tmpdir, &probe, &ma, &oa), 0);
+	assert_int_not_equal(info.direct_errno, 1);
+	assert_int_equal(info.direct_errno, probe.direct_errno);
+	dw_io_file_close(f);
+	dw_io_close(io);
+}
+
 static void noop_cb(void *arg, int res)
 {
 	(void)arg;
@@ -638,6 +659,7 @@ int main(void)
 		cmocka_unit_test(test_async_many_psync),
 		cmocka_unit_test(test_async_many_auto),
 		cmocka_unit_test(test_direct),
+		cmocka_unit_test(test_direct_probed_in_dir),
 		cmocka_unit_test(test_bad_input),
 		cmocka_unit_test(test_quota_refuse_and_demote),
 		cmocka_unit_test(test_quota_persists_in_store),
