@@ -37,9 +37,13 @@
 
 #define IO_DEVS_MAX 64 /* block devices per node; a cap keeps the table fixed */
 
+#define IO_DEV_ALIASES 8 /* partitions (filesystems) of one disk remembered per device */
+
 struct io_dev {
 	dw_io *io;
-	dev_t dev;
+	dev_t dev;		     /* the whole disk (or the device, if not a partition) */
+	dev_t alias[IO_DEV_ALIASES]; /* protected by io->lock: its partitions seen so far */
+	unsigned nalias;	     /* protected by io->lock */
 	struct io_sched *s;
 	struct io_devprobe probe;
 	unsigned depth_override;   /* protected by io->lock: 0 = config/class */
@@ -421,43 +425,78 @@ int dw_io_calibrated_depth_set(dw_io_file *f, unsigned depth)
 	return rc;
 }
 
-/* The device of st_dev, created on first use. */
+/* The device st_dev is, or is a partition of, if known yet; io->lock held. */
+static struct io_dev *find_dev_locked(dw_io *io, dev_t dev)
+{
+	for (unsigned i = 0; i < io->ndev; i++) {
+		struct io_dev *d = io->devs[i];
+
+		if (d->dev == dev)
+			return d;
+		for (unsigned k = 0; k < d->nalias; k++) {
+			if (d->alias[k] == dev)
+				return d;
+		}
+	}
+	return NULL;
+}
+
+/* d answers for st_dev from now on (a partition of its disk); io->lock held. */
+static void add_alias_locked(struct io_dev *d, dev_t dev)
+{
+	if (dev != d->dev && d->nalias < IO_DEV_ALIASES)
+		d->alias[d->nalias++] = dev; /* past the cap, a lookup probes sysfs again */
+}
+
+/*
+ * The device of st_dev, created on first use: one per block device, a partition counting as
+ * its disk, since the disk's queue is the one the depth and the Low cap are about.
+ */
 static int get_dev(dw_io *io, dev_t dev, struct io_dev **out)
 {
 	struct io_sched_cfg sc;
 	struct io_backend *be = NULL;
+	struct io_devprobe pr;
 	struct io_dev *d;
 	dw_io_engine want;
 	unsigned depth;
+	bool full;
 	int rc;
 
 	*out = NULL;
 	pthread_mutex_lock(&io->lock);
-	for (unsigned i = 0; i < io->ndev; i++) {
-		if (io->devs[i]->dev == dev) {
-			*out = io->devs[i];
-			pthread_mutex_unlock(&io->lock);
-			return 0;
-		}
-	}
-	if (io->ndev >= IO_DEVS_MAX) {
-		pthread_mutex_unlock(&io->lock);
-		return DW_ETOOBIG;
-	}
+	d = find_dev_locked(io, dev);
 	pthread_mutex_unlock(&io->lock);
-
+	if (d) {
+		*out = d;
+		return 0;
+	}
 	/*
 	 * Probing takes milliseconds: done without the lock. Two threads racing on a new device
 	 * both probe; the loser's scheduler is dropped.
 	 */
+	dw__probe_device(dev, &pr);
+	pthread_mutex_lock(&io->lock);
+	d = find_dev_locked(io, pr.disk);
+	if (d)
+		add_alias_locked(d, dev);
+	full = io->ndev >= IO_DEVS_MAX;
+	pthread_mutex_unlock(&io->lock);
+	if (d) {
+		*out = d;
+		return 0;
+	}
+	if (full)
+		return DW_ETOOBIG;
 	d = dw_calloc(1, sizeof(*d));
 	if (!d)
 		return -ENOMEM;
 	d->io = io;
-	d->dev = dev;
+	d->dev = pr.disk;
+	add_alias_locked(d, dev); /* not shared yet */
 	d->direct_errno = 1;
 	d->dirfd = -1;
-	dw__probe_device(dev, &d->probe);
+	d->probe = pr;
 	d->depth_calibrated = load_calibrated(io, d);
 	pthread_mutex_lock(&io->lock);
 	depth = dev_depth_locked(io, d);
@@ -482,10 +521,13 @@ static int get_dev(dw_io *io, dev_t dev, struct io_dev **out)
 		goto fail;
 	}
 	pthread_mutex_lock(&io->lock);
-	for (unsigned i = 0; i < io->ndev; i++) {
-		if (io->devs[i]->dev == dev) {
-			*out = io->devs[i];
+	{
+		struct io_dev *won = find_dev_locked(io, pr.disk);
+
+		if (won) {
+			add_alias_locked(won, dev);
 			pthread_mutex_unlock(&io->lock);
+			*out = won;
 			dw__sched_close(d->s);
 			dw_free(d);
 			return 0;

@@ -173,10 +173,16 @@ struct io_devprobe {
 	char name[32];
 	dw_io_class class_;
 	unsigned logical_block; /* 512 if unknown */
+	dev_t disk;		/* the whole disk of a partition; else the device itself */
 };
 
-/* Class, name and logical block size of the block device dev (sysfs). Never fails. */
+/*
+ * Class, name, logical block size and whole disk of the block device dev (sysfs: a partition
+ * answers for its disk). Never fails.
+ */
 void dw__probe_device(dev_t dev, struct io_devprobe *out);
+/* Where sysfs is ("/sys"); tests point it at a tree of their own. */
+extern const char *dw__probe_sysfs;
 /* 0 if an io_uring with read/write/fsync can be set up here, else -errno. */
 int dw__probe_uring(void);
 /* DIO alignment from statx(STATX_DIOALIGN); 0 with both set, or -errno / DW_EUNSUPPORTED. */

@@ -69,19 +69,26 @@ static int read_small(const char *path, char *buf, size_t cap)
 	return rc;
 }
 
+const char *dw__probe_sysfs = "/sys";
+
 void dw__probe_device(dev_t dev, struct io_devprobe *out)
 {
-	char link[64], path[PATH_MAX], file[PATH_MAX + 32], val[32];
+	char link[PATH_MAX], path[PATH_MAX], file[PATH_MAX + 32], val[32];
 	char *real = NULL, *slash;
+	unsigned maj, min;
 	int n;
 
 	memset(out, 0, sizeof(*out));
 	out->class_ = DW_IO_CLASS_UNKNOWN;
 	out->logical_block = 512;
+	out->disk = dev;
 	snprintf(out->name, sizeof(out->name), "dev-%u:%u", major(dev), minor(dev));
 	if (major(dev) == 0)
 		return; /* anonymous device: tmpfs, overlay, btrfs subvolume... */
-	snprintf(link, sizeof(link), "/sys/dev/block/%u:%u", major(dev), minor(dev));
+	n = snprintf(link, sizeof(link), "%s/dev/block/%u:%u", dw__probe_sysfs, major(dev),
+		     minor(dev));
+	if (n < 0 || (size_t)n >= sizeof(link))
+		return;
 	real = realpath(link, NULL);
 	if (!real)
 		return;
@@ -89,12 +96,16 @@ void dw__probe_device(dev_t dev, struct io_devprobe *out)
 	free(real);
 	if (n < 0 || (size_t)n >= sizeof(path))
 		return;
-	/* A partition's queue settings are its disk's: go up one level. */
+	/* A partition's queue is its disk's: go up one level, and share the disk's scheduler. */
 	n = snprintf(file, sizeof(file), "%s/partition", path);
 	if (n > 0 && (size_t)n < sizeof(file) && access(file, F_OK) == 0) {
 		slash = strrchr(path, '/');
 		if (slash)
 			*slash = '\0';
+		n = snprintf(file, sizeof(file), "%s/dev", path);
+		if (n > 0 && (size_t)n < sizeof(file) && read_small(file, val, sizeof(val)) == 0 &&
+		    sscanf(val, "%u:%u", &maj, &min) == 2)
+			out->disk = makedev(maj, min);
 	}
 	slash = strrchr(path, '/');
 	slash = slash ? slash + 1 : path;

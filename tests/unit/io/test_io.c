@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -244,6 +245,82 @@ static void test_direct(void **state)
 	if (info.direct_errno == 0)
 		assert_true(oa >= 512);
 	dw_io_close(io);
+}
+
+/* Write text to root/rel, making the directories on the way. */
+static void put_file(const char *root, const char *rel, const char *text)
+{
+	char path[512], *slash;
+	FILE *fp;
+
+	mkdir(root, 0755);
+	snprintf(path, sizeof(path), "%s/%s", root, rel);
+	for (slash = strchr(path + strlen(root) + 1, '/'); slash; slash = strchr(slash + 1, '/')) {
+		*slash = '\0';
+		mkdir(path, 0755);
+		*slash = '/';
+	}
+	fp = fopen(path, "w");
+	assert_non_null(fp);
+	fputs(text, fp);
+	fclose(fp);
+}
+
+static void link_dev(const char *root, const char *majmin, const char *target)
+{
+	char path[512], to[512];
+
+	snprintf(path, sizeof(path), "%s/dev/block/%s", root, majmin);
+	snprintf(to, sizeof(to), "%s/devices/%s", root, target);
+	unlink(path);
+	assert_int_equal(symlink(to, path), 0);
+}
+
+/*
+ * The device table from sysfs, on a tree of the test's own: class by name and rotational flag,
+ * logical block size, and a partition answering for its disk (one scheduler per disk).
+ */
+static void test_probe_device_sysfs(void **state)
+{
+	const char *saved = dw__probe_sysfs;
+	struct io_devprobe p;
+	char root[300];
+
+	(void)state;
+	snprintf(root, sizeof(root), "%s/sysfs", tmpdir);
+	put_file(root, "devices/sda/dev", "8:0\n");
+	put_file(root, "devices/sda/queue/rotational", "0\n");
+	put_file(root, "devices/sda/queue/logical_block_size", "4096\n");
+	put_file(root, "devices/sda/sda2/partition", "2\n");
+	put_file(root, "devices/sda/sda2/dev", "8:2\n");
+	put_file(root, "devices/sdb/queue/rotational", "1\n");
+	put_file(root, "devices/nvme0n1/queue/logical_block_size", "512\n");
+	put_file(root, "dev/block/.keep", "");
+	link_dev(root, "8:0", "sda");
+	link_dev(root, "8:2", "sda/sda2");
+	link_dev(root, "8:16", "sdb");
+	link_dev(root, "259:0", "nvme0n1");
+	dw__probe_sysfs = root;
+
+	dw__probe_device(makedev(8, 2), &p);
+	assert_string_equal(p.name, "sda");
+	assert_true(p.disk == makedev(8, 0));
+	assert_int_equal(p.class_, DW_IO_CLASS_SSD);
+	assert_int_equal(p.logical_block, 4096);
+	dw__probe_device(makedev(8, 0), &p);
+	assert_true(p.disk == makedev(8, 0));
+	dw__probe_device(makedev(8, 16), &p);
+	assert_string_equal(p.name, "sdb");
+	assert_int_equal(p.class_, DW_IO_CLASS_HDD);
+	assert_int_equal(dw_io_class_depth(p.class_), 8);
+	dw__probe_device(makedev(259, 0), &p);
+	assert_int_equal(p.class_, DW_IO_CLASS_NVME);
+	assert_int_equal(dw_io_class_depth(p.class_), 128);
+	dw__probe_device(makedev(9, 9), &p); /* not in sysfs */
+	assert_string_equal(p.name, "dev-9:9");
+	assert_int_equal(p.class_, DW_IO_CLASS_UNKNOWN);
+	assert_true(p.disk == makedev(9, 9));
+	dw__probe_sysfs = saved;
 }
 
 /* A directory held on a device probes O_DIRECT there at once: its answer, not "not tried". */
@@ -660,6 +737,7 @@ int main(void)
 		cmocka_unit_test(test_async_many_auto),
 		cmocka_unit_test(test_direct),
 		cmocka_unit_test(test_direct_probed_in_dir),
+		cmocka_unit_test(test_probe_device_sysfs),
 		cmocka_unit_test(test_bad_input),
 		cmocka_unit_test(test_quota_refuse_and_demote),
 		cmocka_unit_test(test_quota_persists_in_store),
