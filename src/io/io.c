@@ -993,6 +993,7 @@ enum lim_id {
 	L_Q_WINDOW,
 	L_Q_BYTES,
 	L_Q_OPS,
+	L_Q_DEMOTE,
 	L_COUNT
 };
 
@@ -1028,7 +1029,41 @@ static const struct {
 			"default bytes per caller per window (0 = none)" },
 	[L_Q_OPS] = { "quota_ops", 0, 9.0e15, true, "ops",
 		      "default ops per caller per window (0 = none)" },
+	[L_Q_DEMOTE] = { "quota_demote", 0, 1, true, "",
+			 "over quota: 1 = demote to Low, 0 = refuse (quota_exceeded)" },
 };
+
+/*
+ * Besides these, one limit per device seen so far, depth_<device> (the device name with
+ * anything but [a-z0-9_] as '_'): that device's depth, 0 for the configured, calibrated or
+ * class depth (dw_io_set_depth).
+ */
+#define DEV_LIMIT_PREFIX "depth_"
+
+static void dev_limit_name(const struct io_dev *d, char *buf, size_t cap)
+{
+	size_t n = (size_t)snprintf(buf, cap, DEV_LIMIT_PREFIX "%s", d->probe.name);
+
+	for (size_t i = strlen(DEV_LIMIT_PREFIX); i < n && i < cap; i++) {
+		char ch = buf[i];
+
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_'))
+			buf[i] = '_';
+	}
+}
+
+/* The device whose depth limit is called name; io->lock held. */
+static struct io_dev *dev_by_limit_locked(dw_io *io, const char *name)
+{
+	char buf[64];
+
+	for (unsigned i = 0; i < io->ndev; i++) {
+		dev_limit_name(io->devs[i], buf, sizeof(buf));
+		if (strcmp(buf, name) == 0)
+			return io->devs[i];
+	}
+	return NULL;
+}
 
 static double lim_get(const dw_io_config *c, int id)
 {
@@ -1065,6 +1100,8 @@ static double lim_get(const dw_io_config *c, int id)
 		return (double)c->quota_bytes;
 	case L_Q_OPS:
 		return (double)c->quota_ops;
+	case L_Q_DEMOTE:
+		return c->quota_demote ? 1 : 0;
 	}
 	return 0;
 }
@@ -1120,6 +1157,9 @@ static void lim_set(dw_io_config *c, int id, double v)
 	case L_Q_OPS:
 		c->quota_ops = u;
 		break;
+	case L_Q_DEMOTE:
+		c->quota_demote = u != 0;
+		break;
 	}
 }
 
@@ -1140,11 +1180,32 @@ static int io_limits(void *self, dw_limit_fn fn, void *arg)
 	dw_io_config c;
 	dw_limit l;
 
+	struct {
+		char name[64], help[96];
+		unsigned depth;
+	} devs[IO_DEVS_MAX];
+	unsigned ndev;
+
 	pthread_mutex_lock(&io->lock);
 	c = io->cfg;
+	ndev = io->ndev;
+	for (unsigned i = 0; i < ndev; i++) {
+		dev_limit_name(io->devs[i], devs[i].name, sizeof(devs[i].name));
+		snprintf(devs[i].help, sizeof(devs[i].help),
+			 "queue depth of %s (0 = configured, calibrated or class depth)",
+			 io->devs[i]->probe.name);
+		devs[i].depth = io->devs[i]->depth_override;
+	}
 	pthread_mutex_unlock(&io->lock);
 	for (int i = 0; i < L_COUNT; i++) {
 		fill_limit(&c, i, &l);
+		fn(arg, &l);
+	}
+	for (unsigned i = 0; i < ndev; i++) {
+		fill_limit(&c, L_DEPTH, &l);
+		l.name = devs[i].name;
+		l.help = devs[i].help;
+		l.value = devs[i].depth;
 		fn(arg, &l);
 	}
 	return 0;
@@ -1175,16 +1236,34 @@ static int io_reconfigure(void *self, const dw_limit_change *changes, size_t n, 
 	dw_io_config c;
 	dw_limit l;
 	bool reprobe_changed = false;
+	unsigned dev_depth[IO_DEVS_MAX];
+	bool dev_set[IO_DEVS_MAX] = { false };
 	int rc = 0;
 
 	pthread_mutex_lock(&io->lock);
 	c = io->cfg;
 	for (size_t i = 0; i < n; i++) {
+		struct io_dev *d =
+			changes[i].name ? dev_by_limit_locked(io, changes[i].name) : NULL;
 		int id = -1;
 
 		for (int k = 0; k < L_COUNT; k++) {
 			if (changes[i].name && strcmp(changes[i].name, lims[k].name) == 0)
 				id = k;
+		}
+		if (id < 0 && d) {
+			unsigned k = 0;
+
+			while (io->devs[k] != d)
+				k++;
+			fill_limit(&c, L_DEPTH, &l);
+			l.name = changes[i].name;
+			rc = dw_limit_check(&l, &changes[i], true, err, errlen);
+			if (rc < 0)
+				goto out;
+			dev_depth[k] = (unsigned)llround(changes[i].value);
+			dev_set[k] = true;
+			continue;
 		}
 		if (id < 0) {
 			snprintf(err, errlen, "no limit named %s",
@@ -1208,6 +1287,10 @@ static int io_reconfigure(void *self, const dw_limit_change *changes, size_t n, 
 		goto out;
 	}
 	io->cfg = c;
+	for (unsigned k = 0; k < io->ndev; k++) {
+		if (dev_set[k])
+			io->devs[k]->depth_override = dev_depth[k];
+	}
 	apply_locked(io, reprobe_changed);
 out:
 	pthread_mutex_unlock(&io->lock);

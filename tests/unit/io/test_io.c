@@ -704,6 +704,40 @@ static void test_scalable(void **state)
 	assert_int_equal(info.depth, 3);
 	assert_int_equal(sc->ops->state(sc->self), DW_BP_NORMAL);
 	assert_true(metric(io, "depth", "dev=") == 3);
+
+	/* each device has a depth limit of its own, depth_<device>: set, shown, refused past max */
+	{
+		char name[64];
+		size_t k;
+
+		assert_int_equal(dw_io_file_info(f, &info), 0);
+		snprintf(name, sizeof(name), "depth_%s", info.name);
+		for (k = 6; name[k]; k++) {
+			if (!((name[k] >= 'a' && name[k] <= 'z') ||
+			      (name[k] >= '0' && name[k] <= '9')))
+				name[k] = '_';
+		}
+		dw_limit_change dev[] = { { name, 9, NULL }, { "quota_demote", 1, NULL } };
+		assert_int_equal(sc->ops->reconfigure(sc->self, dev, 2, err, sizeof(err)), 0);
+		assert_int_equal(dw_io_file_info(f, &info), 0);
+		assert_int_equal(info.depth, 9);
+		assert_string_equal(info.depth_why, "set at run time");
+		lf.name = name;
+		lf.value = -1;
+		sc->ops->limits(sc->self, find_limit, &lf);
+		assert_true(lf.value == 9);
+		lf.name = "quota_demote";
+		sc->ops->limits(sc->self, find_limit, &lf);
+		assert_true(lf.value == 1);
+		dw_limit_change over[] = { { name, DW_IO_DEPTH_MAX + 1, NULL } };
+		assert_int_equal(sc->ops->reconfigure(sc->self, over, 1, err, sizeof(err)),
+				 DW_ELIMIT);
+		assert_non_null(strstr(err, name));
+		dw_limit_change back[] = { { name, 0, NULL } };
+		assert_int_equal(sc->ops->reconfigure(sc->self, back, 1, err, sizeof(err)), 0);
+		assert_int_equal(dw_io_file_info(f, &info), 0);
+		assert_int_equal(info.depth, 3);
+	}
 	dw_io_file_close(f);
 	dw_io_close(io);
 }
