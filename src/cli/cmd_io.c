@@ -2,7 +2,8 @@
 /*
  * dwscale io probe PATH [--json]
  * dwscale io bench FILE [--rw MODE] [--bs SIZE] [--depth N] [--seconds S] [--size SIZE]
- *                       [--direct] [--engine auto|io_uring|psync] [--mix SPEC] [--json]
+ *                       [--direct] [--engine auto|io_uring|psync] [--mix SPEC] [--overwrite]
+ *                       [--json]
  *
  * probe says what the io subsystem would do with a file or directory: its device and class, the
  * depth it would use and why, whether io_uring works here (or the errno that says why not), and
@@ -13,6 +14,11 @@
  * MiB/s, latency percentiles (submit to completion) and the longest queue wait. --mix runs
  * several jobs at once, each on its own tier, e.g. high:randread:4k:1,low:read:128k:32, which is
  * how tier isolation and starvation are measured. Only the public API is used.
+ *
+ * FILE may hold someone's data, so bench never changes a byte it already has unless told to: a
+ * new FILE is laid out to --size; reads use an existing FILE as it is (and refuse one shorter
+ * than --size); write jobs run on an existing FILE only with --overwrite, and then a FILE shorter
+ * than --size is extended from exactly its end (see lay_out).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -24,10 +30,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <linux/fs.h>
 
 #include <cjson/cJSON.h>
 
@@ -99,6 +108,52 @@ static int parse_size(const char *s, uint64_t *out)
 	return 0;
 }
 
+/* A whole number in min..max: digits only, no sign and no size suffix ("1k" is refused). */
+static int parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+
+	if (!s || *s < '0' || *s > '9')
+		return DW_EUSAGE;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || *end || v < min || v > max)
+		return DW_EUSAGE;
+	*out = v;
+	return 0;
+}
+
+/*
+ * Split s in place at each sep into fields[], keeping empty fields (strtok_r skips them, which
+ * let "a,,b" and a trailing comma through unseen). Returns the number of fields, or DW_EUSAGE if
+ * there are more than max.
+ */
+static int split(char *s, char sep, char **fields, int max)
+{
+	int n = 0;
+
+	for (;;) {
+		char *e = strchr(s, sep);
+
+		if (n == max)
+			return DW_EUSAGE;
+		fields[n++] = s;
+		if (!e)
+			return n;
+		*e = '\0';
+		s = e + 1;
+	}
+}
+
+/* With optstring ":..." and opterr = 0, getopt_long says nothing: one message of ours instead. */
+static int opt_error(int c, char **argv)
+{
+	if (c == ':')
+		return dw__usage_error("io", "%s needs a value", argv[optind - 1]);
+	return dw__usage_error("io", "unknown option %s for 'io %s'", argv[optind - 1], argv[0]);
+}
+
 static unsigned hist_index(uint64_t v)
 {
 	unsigned msb;
@@ -160,7 +215,8 @@ static int cmd_probe(int argc, char **argv)
 	int c, rc;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
 		switch (c) {
 		case 'j':
 			json = true;
@@ -172,15 +228,16 @@ static int cmd_probe(int argc, char **argv)
 			store = optarg;
 			break;
 		case 't':
-			if (parse_size(optarg, &step_ms) < 0 || step_ms > 60000)
-				return dw__usage_error("io", "--step-ms: 1..60000");
+			if (parse_uint(optarg, 1, 60000, &step_ms) < 0)
+				return dw__usage_error(
+					"io", "--step-ms '%s': milliseconds, 1..60000", optarg);
 			break;
 		case 'z':
 			if (parse_size(optarg, &size) < 0 || size < 4096)
 				return dw__usage_error("io", "--size: at least 4k");
 			break;
 		default:
-			return dw__usage_error("io", "unknown option for 'io probe'");
+			return opt_error(c, argv);
 		}
 	}
 	if (optind != argc - 1)
@@ -438,18 +495,16 @@ static int run_jobs(struct job *jobs, unsigned njobs, uint64_t dur_ns, double *e
 	return rc;
 }
 
-/* "high:randread:4k:1" */
+/* "high:randread:4k:1": IODEPTH a plain number, 1..QD_MAX */
 static int parse_job(const char *spec, struct job *j)
 {
-	char buf[128], *parts[4], *save = NULL, *p;
-	int n = 0;
+	char buf[128], *parts[4];
+	int n;
 	uint64_t v;
 
 	if (snprintf(buf, sizeof(buf), "%s", spec) >= (int)sizeof(buf))
 		return DW_EUSAGE;
-	for (p = strtok_r(buf, ":", &save); p && n < 4; p = strtok_r(NULL, ":", &save))
-		parts[n++] = p;
-	if (n != 4 || p)
+	if (split(buf, ':', parts, 4) != 4)
 		return DW_EUSAGE;
 	if (dw_io_tier_parse(parts[0], &j->tier) < 0)
 		return DW_EUSAGE;
@@ -462,29 +517,76 @@ static int parse_job(const char *spec, struct job *j)
 	j->rw = (enum rw_mode)n;
 	if (parse_size(parts[2], &j->bs) < 0 || j->bs > BS_MAX)
 		return DW_EUSAGE;
-	if (parse_size(parts[3], &v) < 0 || v > QD_MAX)
+	if (parse_uint(parts[3], 1, QD_MAX, &v) < 0)
 		return DW_EUSAGE;
 	j->qd = (unsigned)v;
 	return 0;
 }
 
-/* Make the file at least size bytes of non-zero data (so reads hit real blocks). */
-static int lay_out(const char *path, uint64_t size)
+/* What lay_out may do to a FILE that already exists. */
+enum lay_mode {
+	LAY_READ,      /* only read jobs: use it as it is, never write to it */
+	LAY_WRITE,     /* write jobs: refuse it, they would overwrite its data */
+	LAY_OVERWRITE, /* write jobs with --overwrite, or a scratch file of ours: may write to it */
+};
+
+/*
+ * Make path hold at least size bytes of non-zero data (so reads hit real blocks), without ever
+ * changing a byte the file already has: a new file is filled from 0; an existing one is only
+ * appended to, from exactly its end, and only with LAY_OVERWRITE. Read jobs on an existing file
+ * shorter than size are refused rather than grown, and so is a block device shorter than size.
+ * A refusal is reported here and returns DW_EUSAGE; other errors are -errno, with a file this
+ * call created removed again.
+ */
+static int lay_out(const char *path, uint64_t size, enum lay_mode mode)
 {
 	struct stat st;
 	char *buf = NULL;
-	uint64_t off;
+	uint64_t have, off;
+	bool made = false;
 	int fd, rc = 0;
 
-	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	if (fd >= 0)
+		made = true;
+	else if (errno == EEXIST)
+		fd = open(path, (mode == LAY_READ ? O_RDONLY : O_RDWR) | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
 	if (fstat(fd, &st) < 0) {
 		rc = -errno;
 		goto out;
 	}
-	if ((uint64_t)st.st_size >= size)
+	have = (uint64_t)st.st_size;
+	if (S_ISBLK(st.st_mode) && ioctl(fd, BLKGETSIZE64, &have) < 0) {
+		rc = -errno;
 		goto out;
+	}
+	if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
+		dw__usage_error("io", "%s is not a regular file or a block device", path);
+		rc = DW_EUSAGE;
+		goto out;
+	}
+	if (!made && mode == LAY_WRITE) {
+		dw__usage_error(
+			"io",
+			"%s exists and write jobs would overwrite its data: pass --overwrite "
+			"to allow that, or name a new FILE",
+			path);
+		rc = DW_EUSAGE;
+		goto out;
+	}
+	if (have >= size)
+		goto out;
+	if (!made && (mode == LAY_READ || S_ISBLK(st.st_mode))) {
+		dw__usage_error("io",
+				"%s holds %" PRIu64 " bytes, smaller than --size %" PRIu64
+				": give a --size of at most %" PRIu64
+				", or name a new FILE to lay out",
+				path, have, size, have);
+		rc = DW_EUSAGE;
+		goto out;
+	}
 	buf = dw_malloc(FILL_CHUNK);
 	if (!buf) {
 		rc = -ENOMEM;
@@ -492,11 +594,10 @@ static int lay_out(const char *path, uint64_t size)
 	}
 	for (size_t i = 0; i < FILL_CHUNK; i++)
 		buf[i] = (char)(i * 31 + 7);
-	for (off = (uint64_t)st.st_size / FILL_CHUNK * FILL_CHUNK; off < size; off += FILL_CHUNK) {
+	for (off = have; off < size; off += FILL_CHUNK) {
 		size_t n = size - off < FILL_CHUNK ? (size_t)(size - off) : FILL_CHUNK;
-		ssize_t w = pwrite(fd, buf, n, (off_t)off);
 
-		if (w < 0) {
+		if (pwrite(fd, buf, n, (off_t)off) < 0) {
 			rc = -errno;
 			goto out;
 		}
@@ -506,6 +607,8 @@ static int lay_out(const char *path, uint64_t size)
 out:
 	dw_free(buf);
 	close(fd);
+	if (rc < 0 && made)
+		unlink(path);
 	return rc;
 }
 
@@ -528,6 +631,57 @@ static void collect_wait(void *arg, const dw_metric *m)
 	}
 }
 
+static size_t file_direct_align(const dw_io_file *f)
+{
+	size_t ma = dw_io_file_mem_align(f), oa = dw_io_file_off_align(f);
+
+	return ma > oa ? ma : oa;
+}
+
+/*
+ * The O_DIRECT alignment FILE will need, known before anything is written to it: probed on FILE,
+ * or on its directory while FILE does not exist yet. 1 where O_DIRECT is refused (the open falls
+ * back to buffered I/O) or the probe cannot tell; the check after the open still applies.
+ */
+static size_t direct_align_of(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	char dir[4096];
+	dw_io_dev_info info;
+	size_t ma, oa;
+
+	if (access(path, F_OK) < 0) {
+		if (!slash)
+			snprintf(dir, sizeof(dir), ".");
+		else if (snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path + 1), path) >=
+			 (int)sizeof(dir))
+			return 1;
+		path = dir;
+	}
+	if (dw_io_probe_path(path, &info, &ma, &oa) < 0 || info.direct_errno != 0)
+		return 1;
+	return ma > oa ? ma : oa;
+}
+
+/*
+ * Every offset is a multiple of a job's bs and every buffer sits at one (job_setup), so bs alone
+ * decides whether O_DIRECT takes the ops; --size need not be aligned, only whole blocks are used.
+ */
+static int check_direct_bs(const struct job *jobs, unsigned njobs, size_t align)
+{
+	for (unsigned i = 0; i < njobs && align > 1; i++) {
+		if (jobs[i].bs % align) {
+			dw__usage_error("io",
+					"--direct: block size %" PRIu64
+					" is not a multiple of %zu, the O_DIRECT alignment here "
+					"(see 'dwscale io probe')",
+					jobs[i].bs, align);
+			return DW_EUSAGE;
+		}
+	}
+	return 0;
+}
+
 static int cmd_bench(int argc, char **argv)
 {
 	static const struct option opts[] = { { "rw", required_argument, NULL, 'r' },
@@ -540,6 +694,7 @@ static int cmd_bench(int argc, char **argv)
 					      { "mix", required_argument, NULL, 'm' },
 					      { "json", no_argument, NULL, 'j' },
 					      { "set", required_argument, NULL, 'S' },
+					      { "overwrite", no_argument, NULL, 'O' },
 					      { NULL, 0, NULL, 0 } };
 	struct job jobs[JOBS_MAX];
 	struct wait_metric wm;
@@ -551,7 +706,8 @@ static int cmd_bench(int argc, char **argv)
 	const char *rw = "randread", *mix = NULL, *path;
 	uint64_t bs = 4096, size = DEFAULT_SIZE, depth = 0, seconds = 10;
 	dw_io_engine engine = DW_IO_ENGINE_AUTO;
-	bool direct = false, json = false;
+	bool direct = false, json = false, overwrite = false, rw_or_bs = false;
+	enum lay_mode lay = LAY_READ;
 	dw_limit_change sets[SETS_MAX];
 	unsigned njobs = 0, ninit = 0, nsets = 0;
 	int c, rc, exit_code = DW_EXIT_ERROR;
@@ -559,22 +715,27 @@ static int cmd_bench(int argc, char **argv)
 
 	memset(jobs, 0, sizeof(jobs));
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
 		switch (c) {
 		case 'r':
 			rw = optarg;
+			rw_or_bs = true;
 			break;
 		case 'b':
 			if (parse_size(optarg, &bs) < 0 || bs > BS_MAX)
 				return dw__usage_error("io", "--bs: a size up to 16M, e.g. 4k");
+			rw_or_bs = true;
 			break;
 		case 'd':
-			if (parse_size(optarg, &depth) < 0 || depth > DW_IO_DEPTH_MAX)
-				return dw__usage_error("io", "--depth: 1..%u", DW_IO_DEPTH_MAX);
+			if (parse_uint(optarg, 1, DW_IO_DEPTH_MAX, &depth) < 0)
+				return dw__usage_error("io", "--depth '%s': a whole number, 1..%u",
+						       optarg, DW_IO_DEPTH_MAX);
 			break;
 		case 's':
-			if (parse_size(optarg, &seconds) < 0 || seconds > SECONDS_MAX)
-				return dw__usage_error("io", "--seconds: 1..%u", SECONDS_MAX);
+			if (parse_uint(optarg, 1, SECONDS_MAX, &seconds) < 0)
+				return dw__usage_error("io", "--seconds '%s': whole seconds, 1..%u",
+						       optarg, SECONDS_MAX);
 			break;
 		case 'z':
 			if (parse_size(optarg, &size) < 0)
@@ -593,6 +754,9 @@ static int cmd_bench(int argc, char **argv)
 		case 'j':
 			json = true;
 			break;
+		case 'O':
+			overwrite = true;
+			break;
 		case 'S': {
 			char *eq = strchr(optarg, '='), *end;
 
@@ -610,7 +774,7 @@ static int cmd_bench(int argc, char **argv)
 			break;
 		}
 		default:
-			return dw__usage_error("io", "unknown option for 'io bench'");
+			return opt_error(c, argv);
 		}
 	}
 	if (optind != argc - 1)
@@ -618,22 +782,28 @@ static int cmd_bench(int argc, char **argv)
 	path = argv[optind];
 
 	if (mix) {
-		char buf[512], *save = NULL, *p;
+		char buf[512], *specs[JOBS_MAX];
+		int n;
 
+		if (rw_or_bs)
+			return dw__usage_error("io", "--rw and --bs do not go with --mix: each job "
+						     "in SPEC names its own (TIER:RW:BS:IODEPTH)");
 		if (snprintf(buf, sizeof(buf), "%s", mix) >= (int)sizeof(buf))
 			return dw__usage_error("io", "--mix: too long");
-		for (p = strtok_r(buf, ",", &save); p; p = strtok_r(NULL, ",", &save)) {
-			if (njobs == JOBS_MAX)
-				return dw__usage_error("io", "--mix: at most %d jobs", JOBS_MAX);
-			if (parse_job(p, &jobs[njobs]) < 0)
+		n = split(buf, ',', specs, JOBS_MAX);
+		if (n < 0)
+			return dw__usage_error("io", "--mix: at most %d jobs", JOBS_MAX);
+		for (njobs = 0; njobs < (unsigned)n; njobs++) {
+			if (!*specs[njobs])
+				return dw__usage_error(
+					"io", "--mix '%s': empty job (a stray comma?)", mix);
+			if (parse_job(specs[njobs], &jobs[njobs]) < 0)
 				return dw__usage_error("io",
 						       "--mix: '%s' is not TIER:RW:BS:IODEPTH "
-						       "(e.g. high:randread:4k:1)",
-						       p);
-			njobs++;
+						       "(e.g. high:randread:4k:1; BS up to 16M, "
+						       "IODEPTH 1..%d)",
+						       specs[njobs], QD_MAX);
 		}
-		if (njobs == 0)
-			return dw__usage_error("io", "--mix: no job");
 	} else {
 		char spec[96];
 
@@ -646,7 +816,12 @@ static int cmd_bench(int argc, char **argv)
 	for (unsigned i = 0; i < njobs; i++) {
 		if (jobs[i].bs > size)
 			return dw__usage_error("io", "--size must hold at least one block");
+		if (jobs[i].rw == RW_WRITE || jobs[i].rw == RW_RANDWRITE)
+			lay = overwrite ? LAY_OVERWRITE : LAY_WRITE;
 	}
+	/* before anything is laid out: a misaligned --direct run would only fail with EINVAL */
+	if (direct && check_direct_bs(jobs, njobs, direct_align_of(path)) < 0)
+		return DW_EXIT_USAGE;
 
 	dw_io_config_default(&cfg);
 	cfg.engine = engine;
@@ -665,18 +840,28 @@ static int cmd_bench(int argc, char **argv)
 			goto out;
 		}
 	}
-	rc = lay_out(path, size);
+	rc = lay_out(path, size, lay);
+	if (rc == DW_EUSAGE) {
+		exit_code = DW_EXIT_USAGE;
+		goto out;
+	}
 	if (rc < 0) {
 		fprintf(stderr, "dwscale io bench: %s: %s\n", path, dw_strerror(rc));
 		exit_code = rc == -ENOENT ? DW_EXIT_NOTFOUND : DW_EXIT_ERROR;
 		goto out;
 	}
-	rc = dw_io_file_open(io, path, O_RDWR, 0, direct ? DW_IO_F_DIRECT : 0, &f);
+	/* read jobs only: opened read-only, so that nothing can write to FILE */
+	rc = dw_io_file_open(io, path, lay == LAY_READ ? O_RDONLY : O_RDWR, 0,
+			     direct ? DW_IO_F_DIRECT : 0, &f);
 	if (rc < 0)
 		goto fail;
 	if (direct && !dw_io_file_direct(f))
 		fprintf(stderr,
 			"dwscale io bench: the filesystem refuses O_DIRECT: buffered I/O\n");
+	if (direct && check_direct_bs(jobs, njobs, file_direct_align(f)) < 0) {
+		exit_code = DW_EXIT_USAGE;
+		goto out;
+	}
 	dw_io_file_info(f, &info);
 
 	for (unsigned i = 0; i < njobs; i++) {
@@ -831,7 +1016,7 @@ static int calibrate(const char *path, const char *store_uri, uint64_t step_ns, 
 	if (rc < 0)
 		goto out;
 	if (made) {
-		rc = lay_out(file, size);
+		rc = lay_out(file, size, LAY_OVERWRITE); /* our scratch file */
 		if (rc < 0)
 			goto out;
 	}

@@ -3,6 +3,7 @@
 import json
 import os
 
+import pytest
 from conftest import run
 
 
@@ -81,6 +82,97 @@ def test_bench_bad_arguments(dwscale_bin, tmp_path):
     assert not os.path.exists(f)
     p = run(dwscale_bin, "io", "bench", str(tmp_path / "no" / "dir.dat"), "--seconds", "1")
     assert p.returncode == 3
+
+
+def test_bench_never_changes_existing_data(dwscale_bin, tmp_path):
+    f = tmp_path / "user.dat"
+    data = os.urandom(1536 << 10)  # 1.5 MiB: not a whole number of the 1 MiB layout chunks
+    f.write_bytes(data)
+    # reads never grow an existing file: one smaller than --size is refused, untouched
+    p = run(dwscale_bin, "io", "bench", str(f), "--rw", "randread", "--size", "4M",
+            "--seconds", "1")
+    assert p.returncode == 2, p.stderr
+    assert "smaller than --size" in p.stderr and "new FILE" in p.stderr
+    assert f.read_bytes() == data
+    # ... and one that holds --size is read as it is
+    for args in (["--rw", "read"], ["--mix", "high:randread:4k:1,low:read:64k:2"]):
+        p = run(dwscale_bin, "io", "bench", str(f), "--size", "1M", "--seconds", "1", *args)
+        assert p.returncode == 0, (args, p.stderr)
+        assert f.read_bytes() == data, args
+    # writes overwrite by nature: refused on an existing file without --overwrite
+    for args in (["--rw", "randwrite"], ["--rw", "write"],
+                 ["--mix", "high:randread:4k:1,low:write:64k:1"]):
+        p = run(dwscale_bin, "io", "bench", str(f), "--size", "1M", "--seconds", "1", *args)
+        assert p.returncode == 2, (args, p.stderr)
+        assert "--overwrite" in p.stderr, args
+        assert f.read_bytes() == data, args
+    p = run(dwscale_bin, "io", "bench", str(f), "--size", "2M", "--seconds", "1",
+            "--rw", "write", "--overwrite")
+    assert p.returncode == 0, p.stderr
+    assert os.path.getsize(f) == 2 << 20
+    h = run(dwscale_bin, "io", "--help")
+    assert "--overwrite" in h.stdout
+
+
+def test_bench_counts_are_plain_numbers(dwscale_bin, tmp_path):
+    # a missing directory makes an accepted command line fail at once (exit 3), not run 1024 s
+    f = str(tmp_path / "no" / "x.dat")
+    for opt, args in (("--seconds", ["--seconds", "1k"]), ("--depth", ["--depth", "1k"]),
+                      ("--seconds", ["--seconds", "-1"]), ("--depth", ["--depth", "0"]),
+                      ("--mix", ["--mix", "high:randread:4k:1k"])):
+        p = run(dwscale_bin, "io", "bench", f, *args)
+        assert p.returncode == 2, (args, p.stderr)
+        assert opt in p.stderr, (args, p.stderr)
+    p = run(dwscale_bin, "io", "probe", f, "--calibrate", "--step-ms", "1k")
+    assert p.returncode == 2, p.stderr
+    assert "--step-ms" in p.stderr
+
+
+def test_bench_mix_refuses_empty_jobs(dwscale_bin, tmp_path):
+    f = str(tmp_path / "no" / "x.dat")
+    for spec in ("high:randread:4k:1,", ",high:randread:4k:1", "high:randread:4k:1,,low:read:4k:1",
+                 ",", "high::randread:4k:1", "high:randread:4k:1:"):
+        p = run(dwscale_bin, "io", "bench", f, "--mix", spec)
+        assert p.returncode == 2, (spec, p.stderr)
+        assert "--mix" in p.stderr, (spec, p.stderr)
+
+
+def test_bench_mix_refuses_rw_and_bs(dwscale_bin, tmp_path):
+    f = str(tmp_path / "no" / "x.dat")
+    for args in (["--rw", "randwrite"], ["--bs", "64k"], ["--rw", "read", "--bs", "8k"]):
+        p = run(dwscale_bin, "io", "bench", f, "--mix", "high:randread:4k:1", *args)
+        assert p.returncode == 2, (args, p.stderr)
+        assert "--mix" in p.stderr and args[0] in p.stderr, (args, p.stderr)
+
+
+def test_missing_option_value_is_reported_once(dwscale_bin, tmp_path):
+    f = str(tmp_path / "x.dat")
+    for args in (["bench", f, "--seconds"], ["bench", f, "--mix"], ["probe", f, "--step-ms"]):
+        p = run(dwscale_bin, "io", *args)
+        assert p.returncode == 2, (args, p.stderr)
+        assert f"{args[-1]} needs a value" in p.stderr, (args, p.stderr)
+        assert "unknown option" not in p.stderr and "requires an argument" not in p.stderr
+    p = run(dwscale_bin, "io", "bench", f, "--frob")
+    assert p.returncode == 2 and "unknown option --frob" in p.stderr, p.stderr
+    assert not os.path.exists(f)
+
+
+def test_bench_direct_checks_the_alignment_first(dwscale_bin, tmp_path):
+    j = json.loads(run(dwscale_bin, "io", "probe", str(tmp_path), "--json").stdout)
+    if not j["direct"]["available"]:
+        pytest.skip(f"O_DIRECT is not available under {tmp_path}")
+    align = max(j["direct"]["mem_align"], j["direct"]["off_align"])
+    f = tmp_path / "d.dat"
+    for args in (["--bs", "1000"], ["--mix", f"high:randread:{align}:1,low:read:1000:1"]):
+        p = run(dwscale_bin, "io", "bench", str(f), "--direct", "--size", "4M", "--seconds", "2",
+                *args)
+        assert p.returncode == 2, (args, p.stderr)
+        assert "O_DIRECT" in p.stderr and f"multiple of {align}" in p.stderr, (args, p.stderr)
+        assert not f.exists(), args  # refused before anything was laid out
+    p = run(dwscale_bin, "io", "bench", str(f), "--direct", "--size", "4M", "--seconds", "1",
+            "--bs", str(align * 2), "--json")
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["direct"] is True
 
 
 def test_probe_calibrate_stores_the_depth(dwscale_bin, tmp_path):
