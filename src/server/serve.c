@@ -4,7 +4,7 @@
  *
  *   start:  flags > config file > defaults  ->  data dir (0700)  ->  admin token (0600)
  *           ->  token keyring  ->  store  ->  cache, registered as subsystem "cache"
- *           ->  db  ->  io (the data directory held open on it)  ->  backup manager and its
+ *           ->  db  ->  io ([io]; the data directory held open on it)  ->  backup manager and its
  *           repository ([backup] repo; the repository held open on io too)  ->  fabric node
  *           and its thread ([fabric])  ->  HTTP daemon  ->  "listening" log line
  *   run:    the main thread waits in sigwait() for SIGTERM or SIGINT (blocked in every thread,
@@ -28,6 +28,7 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,6 +66,7 @@ struct serve_opts {
 	char db_strategies[2048];      /* [db] strategies: NAME=URI, ... ("" = SQLite in data) */
 	char backup_repo[PATH_MAX];    /* [backup] repo: run the backup manager on it ("" = none) */
 	struct dw__fabric_opts fabric; /* [fabric]: run a fabric node (enabled) */
+	dw_io_config io;	       /* [io]; store set at open */
 };
 
 static int fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -206,8 +208,154 @@ static int copy_value(const dw_config *cfg, const char *section, const char *key
 	return 0;
 }
 
-/* Read [server], [log], [cache], [db], [backup] and [fabric] into o; unknown keys in them are
- * errors. */
+/*
+ * [io]: the io manager's dw_io_config. Where the manager has a live limit for a key, the key
+ * takes that limit's name without its unit suffix (deadline_high for deadline_high_ms, reprobe
+ * for reprobe_s: the file writes a duration like 60s), and its range, so that the file and
+ * PUT /v1/subsystems/io/limits accept the same values; the ratios' order is checked as
+ * dw_io_open checks it. Ranges are in the key's own unit (ms for durations).
+ */
+enum io_kind {
+	IO_ENGINE, /* dw_io_engine */
+	IO_BOOL,   /* bool */
+	IO_UINT,   /* unsigned */
+	IO_U64,	   /* uint64_t */
+	IO_BYTES,  /* uint64_t, a size like 1GiB */
+	IO_MS,	   /* uint64_t nanoseconds, a duration like 60s */
+	IO_RATIO,  /* double */
+};
+
+static const struct io_key {
+	const char *key;
+	enum io_kind kind;
+	size_t off; /* of the field in dw_io_config */
+	double min, max;
+	const char *range; /* the error's words for [min, max] */
+} io_keys[] = {
+#define IO_STR_(x) #x
+#define IO_STR(x)  IO_STR_(x)
+#define IO_KEY(k, kind, field, min, max, range)                         \
+	{                                                               \
+		k, kind, offsetof(dw_io_config, field), min, max, range \
+	}
+	IO_KEY("engine", IO_ENGINE, engine, 0, 0, NULL),
+	IO_KEY("depth", IO_UINT, depth, 0, DW_IO_DEPTH_MAX,
+	       "at most " IO_STR(DW_IO_DEPTH_MAX) " (0 = by device class)"),
+	IO_KEY("weight_high", IO_UINT, weight[DW_IO_HIGH], 1, 1000, "between 1 and 1000"),
+	IO_KEY("weight_normal", IO_UINT, weight[DW_IO_NORMAL], 1, 1000, "between 1 and 1000"),
+	IO_KEY("weight_low", IO_UINT, weight[DW_IO_LOW], 1, 1000, "between 1 and 1000"),
+	IO_KEY("deadline_high", IO_MS, deadline_ns[DW_IO_HIGH], 1, 600000, "between 1ms and 10m"),
+	IO_KEY("deadline_normal", IO_MS, deadline_ns[DW_IO_NORMAL], 1, 600000,
+	       "between 1ms and 10m"),
+	IO_KEY("deadline_low", IO_MS, deadline_ns[DW_IO_LOW], 1, 600000, "between 1ms and 10m"),
+	IO_KEY("low_cap", IO_UINT, low_cap, 0, DW_IO_DEPTH_MAX,
+	       "at most " IO_STR(DW_IO_DEPTH_MAX) " (0 = depth/32)"),
+	IO_KEY("high_linger", IO_MS, high_linger_ns, 0, 10000, "at most 10s"),
+	IO_KEY("reprobe", IO_MS, reprobe_ns, 0, 86400000, "at most 1d (0 = never)"),
+	IO_KEY("max_queued", IO_UINT, max_queued, 1, 1000000, "between 1 and 1000000"),
+	IO_KEY("bp_warning", IO_RATIO, bp_warning, 0.01, 1, "between 0.01 and 1"),
+	IO_KEY("bp_critical", IO_RATIO, bp_critical, 0.01, 1, "between 0.01 and 1"),
+	IO_KEY("bp_shedding", IO_RATIO, bp_shedding, 0.01, 1, "between 0.01 and 1"),
+	IO_KEY("bp_hysteresis", IO_RATIO, bp_hysteresis, 0, 0.5, "between 0 and 0.5"),
+	IO_KEY("quota_window", IO_MS, quota_window_ns, 1000, 31 * 86400000.0, "between 1s and 31d"),
+	IO_KEY("quota_bytes", IO_BYTES, quota_bytes, 0, 9.0e15, "at most 9PB (0 = none)"),
+	IO_KEY("quota_ops", IO_U64, quota_ops, 0, 9.0e15, "at most 9000000000000000 (0 = none)"),
+	IO_KEY("quota_demote", IO_BOOL, quota_demote, 0, 0, NULL),
+#undef IO_KEY
+#undef IO_STR
+#undef IO_STR_
+};
+#define IO_NKEYS (sizeof(io_keys) / sizeof(io_keys[0]))
+
+/* One [io] key into ic (left as it is if the key is absent). */
+static int io_config_key(const dw_config *cfg, const struct io_key *k, dw_io_config *ic, char *err,
+			 size_t errlen)
+{
+	void *field = (char *)ic + k->off;
+	const char *v = dw_config_get(cfg, "io", k->key);
+	uint64_t u = 0;
+	double d = 0;
+	int rc = 0;
+
+	if (!v)
+		return 0;
+	switch (k->kind) {
+	case IO_ENGINE:
+		if (dw_io_engine_parse(v, field) < 0)
+			return dw_config_error(cfg, "io", k->key, err, errlen,
+					       "expected auto, io_uring or psync, got '%s'", v);
+		return 0;
+	case IO_BOOL:
+		return dw_config_get_bool(cfg, "io", k->key, false, field, err, errlen);
+	case IO_UINT:
+	case IO_U64:
+		rc = dw_config_get_u64(cfg, "io", k->key, 0, &u, err, errlen);
+		break;
+	case IO_BYTES:
+		rc = dw_config_get_size(cfg, "io", k->key, 0, &u, err, errlen);
+		break;
+	case IO_MS:
+		rc = dw_config_get_duration_ms(cfg, "io", k->key, 0, &u, err, errlen);
+		break;
+	case IO_RATIO:
+		rc = dw_config_get_double(cfg, "io", k->key, 0, &d, err, errlen);
+		break;
+	}
+	if (rc < 0)
+		return rc;
+	if (k->kind != IO_RATIO)
+		d = (double)u;
+	if (d < k->min || d > k->max)
+		return dw_config_error(cfg, "io", k->key, err, errlen, "must be %s, got '%s'",
+				       k->range, v);
+	if (k->kind == IO_UINT)
+		*(unsigned *)field = (unsigned)u;
+	else if (k->kind == IO_RATIO)
+		*(double *)field = d;
+	else
+		*(uint64_t *)field = k->kind == IO_MS ? u * DW_NS_PER_MS : u;
+	return 0;
+}
+
+/* lo <= hi (strictly if strict) among the ratios; else an error on whichever of the two the file
+ * sets last, naming the other. */
+static int io_config_order(const dw_config *cfg, const char *lo_key, double lo, const char *hi_key,
+			   double hi, bool strict, char *err, size_t errlen)
+{
+	if (strict ? lo < hi : lo <= hi)
+		return 0;
+	if (dw_config_line(cfg, "io", hi_key) > dw_config_line(cfg, "io", lo_key))
+		return dw_config_error(cfg, "io", hi_key, err, errlen, "must be %s %s (%g), got %g",
+				       strict ? "more than" : "at least", lo_key, lo, hi);
+	return dw_config_error(cfg, "io", lo_key, err, errlen, "must be %s %s (%g), got %g",
+			       strict ? "less than" : "at most", hi_key, hi, lo);
+}
+
+static int io_config(const dw_config *cfg, dw_io_config *ic, char *err, size_t errlen)
+{
+	const char *known[IO_NKEYS + 1];
+	int rc;
+
+	for (size_t i = 0; i < IO_NKEYS; i++)
+		known[i] = io_keys[i].key;
+	known[IO_NKEYS] = NULL;
+	rc = dw_config_check_keys(cfg, "io", known, err, errlen);
+	for (size_t i = 0; rc == 0 && i < IO_NKEYS; i++)
+		rc = io_config_key(cfg, &io_keys[i], ic, err, errlen);
+	if (rc == 0)
+		rc = io_config_order(cfg, "bp_warning", ic->bp_warning, "bp_critical",
+				     ic->bp_critical, false, err, errlen);
+	if (rc == 0)
+		rc = io_config_order(cfg, "bp_critical", ic->bp_critical, "bp_shedding",
+				     ic->bp_shedding, false, err, errlen);
+	if (rc == 0)
+		rc = io_config_order(cfg, "bp_hysteresis", ic->bp_hysteresis, "bp_warning",
+				     ic->bp_warning, true, err, errlen);
+	return rc;
+}
+
+/* Read [server], [log], [cache], [db], [io], [backup] and [fabric] into o; unknown keys in them
+ * are errors. */
 static int load_config(const char *path, struct serve_opts *o)
 {
 	dw_config *cfg = NULL;
@@ -278,6 +426,8 @@ static int load_config(const char *path, struct serve_opts *o)
 	if (rc == 0)
 		rc = dw_config_get_duration_ms(cfg, "cache", "ttl", o->cache_ttl_ms,
 					       &o->cache_ttl_ms, err, sizeof(err));
+	if (rc == 0)
+		rc = io_config(cfg, &o->io, err, sizeof(err));
 	if (rc == 0)
 		rc = dw__fabric_config(cfg, &o->fabric, err, sizeof(err));
 out:
@@ -420,6 +570,7 @@ int dw__cmd_serve(int argc, char **argv)
 	o.log_level = dw_log_get_level();
 	o.cache_max_entries = DW_CACHE_DEFAULT_MAX_ENTRIES;
 	o.cache_max_bytes = DW_CACHE_DEFAULT_MAX_BYTES;
+	dw_io_config_default(&o.io);
 	if (config) {
 		rc = load_config(config, &o);
 		if (rc != 0)
@@ -522,14 +673,11 @@ int dw__cmd_serve(int argc, char **argv)
 	db_registered = true;
 	srv->db = db;
 
-	/* The I/O scheduler: schedulers per device appear as files on them are used; quotas are
-	 * kept in the node's store. */
+	/* The I/O scheduler as [io] sets it: schedulers per device appear as files on them are
+	 * used; quotas are kept in the node's store. */
 	{
-		dw_io_config icfg;
-
-		dw_io_config_default(&icfg);
-		icfg.store = store;
-		rc = dw_io_open(&icfg, &io);
+		o.io.store = store;
+		rc = dw_io_open(&o.io, &io);
 		if (rc < 0) {
 			ret = fail(DW_EXIT_ERROR, "cannot open the I/O manager: %s",
 				   dw_strerror(rc));

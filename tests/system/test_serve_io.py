@@ -89,3 +89,84 @@ def test_io_counts_a_backup(dwscale_bin, start_server, tmp_path):
     after = low(server.get_json("/v1/io"))
     assert after["completed"] > before["completed"]
     assert after["bytes"] >= before["bytes"] + (2 << 20)  # the source was read at least once
+
+
+def test_io_config_reaches_the_manager(start_server, tmp_path):
+    """[io] in the config file sets the manager's parameters: they show as its live limits (the
+    same names, durations in the limit's unit) and in GET /v1/io."""
+    cfg = tmp_path / "dw.conf"
+    cfg.write_text("[io]\n"
+                   "engine = psync\n"
+                   "depth = 16\n"
+                   "weight_low = 2\n"
+                   "deadline_high = 20ms\n"
+                   "low_cap = 2\n"
+                   "high_linger = 1s\n"
+                   "reprobe = 60s\n"
+                   "max_queued = 2000\n"
+                   "bp_warning = 0.4\n"
+                   "bp_hysteresis = 0.05\n"
+                   "quota_window = 10m\n"
+                   "quota_bytes = 1GiB\n"
+                   "quota_ops = 1000\n"
+                   "quota_demote = yes\n")
+    server = start_server(["--config", str(cfg)])
+    limits = server.get_json("/v1/subsystems/io/limits")["limits"]
+    got = {k: v["value"] for k, v in limits.items()}
+    assert got["depth"] == 16
+    assert got["weight_high"] == 16 and got["weight_normal"] == 4  # defaults stay
+    assert got["weight_low"] == 2
+    assert got["deadline_high_ms"] == 20
+    assert got["low_cap"] == 2
+    assert got["high_linger_ms"] == 1000
+    assert got["reprobe_s"] == 60
+    assert got["max_queued"] == 2000
+    assert got["bp_warning"] == 0.4
+    assert got["bp_hysteresis"] == 0.05
+    assert got["quota_window_s"] == 600
+    assert got["quota_bytes"] == 1 << 30
+    assert got["quota_ops"] == 1000
+    devs = [d for d in server.get_json("/v1/io")["devices"] if "data" in d.get("paths", [])]
+    assert len(devs) == 1
+    assert devs[0]["backend"] == "psync"
+    assert devs[0]["depth"] == 16
+    assert devs[0]["depth_why"] == "configured"
+
+
+def test_io_config_absent_keeps_defaults(server):
+    got = {k: v["value"] for k, v in server.get_json("/v1/subsystems/io/limits")["limits"].items()}
+    assert got["reprobe_s"] == 300
+    assert got["low_cap"] == 0
+    assert got["quota_ops"] == 0
+
+
+@pytest.mark.parametrize("text,line,key,why", [
+    ("bogus_key = 1\n", 2, "bogus_key", "unknown key"),
+    ("depth = 8\nreprobe_s = 60\n", 3, "reprobe_s", "unknown key"),  # the limit's name, not the key
+    ("engine = spdk\n", 2, "engine", "auto, io_uring or psync"),
+    ("depth = 1025\n", 2, "depth", "1024"),
+    ("weight_low = 0\n", 2, "weight_low", "between 1 and 1000"),
+    ("deadline_normal = 0\n", 2, "deadline_normal", "between 1ms and 10m"),
+    ("deadline_low = soon\n", 2, "deadline_low", "soon"),
+    ("low_cap = 5000\n", 2, "low_cap", "1024"),
+    ("high_linger = 11s\n", 2, "high_linger", "at most 10s"),
+    ("reprobe = 2d\n", 2, "reprobe", "at most 1d"),
+    ("max_queued = 0\n", 2, "max_queued", "between 1 and 1000000"),
+    ("bp_shedding = 1.5\n", 2, "bp_shedding", "between 0.01 and 1"),
+    ("bp_hysteresis = 0.6\n", 2, "bp_hysteresis", "between 0 and 0.5"),
+    ("bp_warning = 0.8\n", 2, "bp_warning", "bp_critical"),
+    ("bp_warning = 0.3\nbp_critical = 0.95\n", 3, "bp_critical", "bp_shedding"),
+    ("bp_warning = 0.2\nbp_hysteresis = 0.2\n", 3, "bp_hysteresis", "bp_warning"),
+    ("quota_window = 0\n", 2, "quota_window", "between 1s and 31d"),
+    ("quota_bytes = 1 zillion\n", 2, "quota_bytes", "size"),
+    ("quota_ops = -1\n", 2, "quota_ops", "-1"),
+    ("quota_demote = maybe\n", 2, "quota_demote", "maybe"),
+])
+def test_io_config_errors(dwscale_bin, tmp_path, text, line, key, why):
+    cfg = tmp_path / "dw.conf"
+    cfg.write_text("[io]\n" + text)
+    r = run(dwscale_bin, "serve", "--listen", "127.0.0.1:0", "--data", str(tmp_path / "d"),
+            "--config", str(cfg), timeout=10)  # refused before it opens anything
+    assert r.returncode == 2, r.stderr
+    assert f"{cfg}:{line}: [io] {key}:" in r.stderr
+    assert why in r.stderr
