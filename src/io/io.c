@@ -613,21 +613,24 @@ int dw_io_file_open(dw_io *io, const char *path, int oflags, mode_t mode, unsign
 	if (!io || !path || (flags & ~DW_IO_F_DIRECT) || (oflags & O_DIRECT))
 		return DW_EUSAGE;
 	oflags |= O_CLOEXEC;
+	fd = open(path, oflags, mode);
+	if (fd < 0)
+		return -errno;
 	if (flags & DW_IO_F_DIRECT) {
-		fd = open(path, oflags | O_DIRECT, mode);
-		if (fd >= 0) {
+		/*
+		 * O_DIRECT is set on the open file rather than asked of open(): a filesystem that
+		 * refuses it fails open() only after O_CREAT has made the file, so a buffered retry
+		 * with O_EXCL would find its own file. EINVAL: the filesystem refuses it.
+		 */
+		int fl = fcntl(fd, F_GETFL);
+
+		if (fl >= 0 && fcntl(fd, F_SETFL, fl | O_DIRECT) == 0) {
 			direct = true;
 		} else if (errno != EINVAL) {
-			return -errno;
-		} else {
-			/* The filesystem refuses O_DIRECT: buffered, and say so. */
-			fd = -1;
+			rc = -errno;
+			close(fd);
+			return rc;
 		}
-	}
-	if (fd < 0) {
-		fd = open(path, oflags, mode);
-		if (fd < 0)
-			return -errno;
 	}
 	rc = file_new(io, fd, true, direct, out);
 	if (rc < 0) {

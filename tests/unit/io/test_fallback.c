@@ -4,7 +4,10 @@
  * that makes io_uring_setup and io_uring_enter fail with EPERM, or with ENOSYS, and the
  * scheduler must run on the psync pool there and say why. A third case takes io_uring away
  * while a manager is already running on it (filter installed on every thread with TSYNC): the
- * next ops must still succeed, on psync, after the switch.
+ * next ops must still succeed, on psync, after the switch. io_uring_setup failing for memory
+ * (ENOMEM) must do the same. And a filesystem that refuses O_DIRECT: a filter that answers
+ * EINVAL to O_DIRECT in openat and in fcntl(F_SETFL), as such a filesystem does, and the files
+ * must open buffered and say so, O_CREAT|O_EXCL included.
  *
  * The child reports through its exit status: 0 = all good, 10+ = which check failed, 77 = the
  * machine cannot install the filter. The parent turns that into an assertion.
@@ -72,6 +75,34 @@ static int install_filter(int err, bool all_threads)
 		return -errno;
 	if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER,
 		    all_threads ? SECCOMP_FILTER_FLAG_TSYNC : 0, &prog) != 0)
+		return -errno;
+	return 0;
+}
+
+/* Filter: O_DIRECT in openat's flags or in fcntl(F_SETFL)'s argument gets EINVAL. */
+static int install_direct_filter(void)
+{
+	struct sock_filter f[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, ARCH_NR, 0, 7),
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_fcntl, 0, 2),
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[1])),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, F_SETFL, 1, 3),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_openat, 0, 2),
+		/* the low 32 bits of args[2] (little-endian): open flags or F_SETFL's flags */
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[2])),
+		BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, O_DIRECT, 1, 0),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EINVAL),
+	};
+	struct sock_fprog prog = { .len = (unsigned short)(sizeof(f) / sizeof(f[0])), .filter = f };
+
+	if (ARCH_NR == 0 || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__)
+		return -ENOTSUP;
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+		return -errno;
+	if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) != 0)
 		return -errno;
 	return 0;
 }
@@ -175,6 +206,45 @@ static int child_filtered_at_run_time(void)
 	return 0;
 }
 
+/* Child: O_DIRECT refused everywhere: the manager says so and works buffered. */
+static int child_direct_refused(void)
+{
+	dw_io_config cfg;
+	dw_io_dev_info info;
+	dw_io_file *d, *f;
+	dw_io *io;
+	char path[512];
+	size_t ma, oa;
+
+	if (install_direct_filter() < 0)
+		return 77;
+	dw_io_config_default(&cfg);
+	if (dw_io_open(&cfg, &io) < 0)
+		return 11;
+	/* the probe in a held directory */
+	if (dw_io_file_open(io, tmpdir, O_RDONLY | O_DIRECTORY, 0, 0, &d) < 0)
+		return 20;
+	if (dw_io_file_info(d, &info) < 0 || info.direct_errno != -EINVAL)
+		return 21;
+	/* a new file, exclusively: opened once, buffered */
+	snprintf(path, sizeof(path), "%s/fb-direct.dat", tmpdir);
+	if (dw_io_file_open(io, path, O_RDWR | O_CREAT | O_EXCL, 0600, DW_IO_F_DIRECT, &f) < 0)
+		return 22;
+	if (dw_io_file_direct(f) || dw_io_file_mem_align(f) != 1)
+		return 23;
+	if (exercise(f) != 0)
+		return 24;
+	if (dw_io_file_info(f, &info) < 0 || info.direct_errno != -EINVAL)
+		return 25;
+	dw_io_file_close(f);
+	dw_io_file_close(d);
+	dw_io_close(io);
+	/* the standalone probe says the same */
+	if (dw_io_probe_path(tmpdir, &info, &ma, &oa) < 0 || info.direct_errno != -EINVAL)
+		return 26;
+	return 0;
+}
+
 static void run_child(int (*fn)(int), int arg, int (*fn0)(void))
 {
 	int status = 0;
@@ -204,6 +274,18 @@ static void test_seccomp_enosys(void **state)
 {
 	(void)state;
 	run_child(child_filtered_from_start, ENOSYS, NULL);
+}
+
+static void test_setup_enomem(void **state)
+{
+	(void)state;
+	run_child(child_filtered_from_start, ENOMEM, NULL);
+}
+
+static void test_direct_refused(void **state)
+{
+	(void)state;
+	run_child(NULL, 0, child_direct_refused);
 }
 
 static void test_taken_away_at_run_time(void **state)
@@ -244,6 +326,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_seccomp_eperm),
 		cmocka_unit_test(test_seccomp_enosys),
+		cmocka_unit_test(test_setup_enomem),
+		cmocka_unit_test(test_direct_refused),
 		cmocka_unit_test(test_taken_away_at_run_time),
 	};
 	return cmocka_run_group_tests(tests, setup_dir, teardown_dir);
