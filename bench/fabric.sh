@@ -50,6 +50,8 @@ import threading, time
 dwscale = sys.argv[1]
 quick = "--quick" in sys.argv[2:]
 SIZES = [20] if quick else [20, 50]
+if os.environ.get("DW_BENCH_FABRIC_SIZES"):  # e.g. "50": only these cluster sizes
+    SIZES = [int(x) for x in os.environ["DW_BENCH_FABRIC_SIZES"].split(",")]
 KILLS = 2 if quick else 3
 WINDOW = 8.0 if quick else 10.0  # dwscale's quiet window for the traffic count, seconds
 # serf syncs its full state over TCP with one random member every 30 s (push/pull, lan profile;
@@ -258,7 +260,12 @@ def run_cluster(system, label, n, starter):
     try:
         if not wait_until(lambda: all(a.members() >= w for a, w in zip(agents, want)),
                           CONVERGE_TIMEOUT):
-            print(f"  {label} N={n}: did not converge in {CONVERGE_TIMEOUT:.0f} s")
+            short = [(a.idx, len(w - a.members())) for a, w in zip(agents, want)
+                     if not a.members() >= w]
+            dead = [a.idx for a in agents if a.proc.poll() is not None]
+            print(f"  {label} N={n}: did not converge in {CONVERGE_TIMEOUT:.0f} s: "
+                  f"{len(short)} agents miss members (agent, missing: {short[:8]}), "
+                  f"{len(dead)} exited {dead[:8]}")
             return None
         conv = time.monotonic() - t0
         time.sleep(3 * H)  # joins settle (member pages, serf's join gossip)
@@ -313,6 +320,9 @@ for n in SIZES:
             ("dwscale", "dwscale mesh", lambda n=n: start_dwscale(n, "mesh")),
             ("dwscale", "dwscale star", lambda n=n: start_dwscale(n, "star"))):
         r = run_cluster(system, label, n, starter)
+        if r is None:  # a cluster that never formed says nothing of detection: once more
+            print(f"  {label} N={n}: starting it again", flush=True)
+            r = run_cluster(system, label, n, starter)
         if r:
             rows.append(r)
 print()
