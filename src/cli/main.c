@@ -27,6 +27,8 @@ const struct dw__cmd dw__commands[] = {
 	  "  GET  /v1/io             each device's I/O scheduler: class, depth, backend, probe\n"
 	  "                          results, state, and per tier queued, in flight, completed,\n"
 	  "                          bytes, p50/p99 latency, longest wait\n"
+	  "  PUT  /v1/io/quotas/C    one caller's quota (admin token): {\"bytes\": N, \"ops\": N}\n"
+	  "                          per window, 0 = unlimited; GET shows its use\n"
 	  "  POST /v1/backups        queue backups (admin token): {\"sources\": [\"/dir\", ...],\n"
 	  "                          \"type\": \"full\"|\"incremental\"|\"auto\"}; 202 with job "
 	  "ids\n"

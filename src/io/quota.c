@@ -121,7 +121,8 @@ static int save(struct io_quota *q, struct qent *e, uint64_t bytes, uint64_t ops
 }
 
 /* Load a caller's stored state into e (fresh entry). Missing or unreadable: nothing. */
-static void load(struct io_quota *q, struct qent *e)
+/* e's stored state, if the store has it: true if it did. */
+static bool load(struct io_quota *q, struct qent *e)
 {
 	char key[sizeof(KEY_PREFIX) + QUOTA_ID_MAX + 1];
 	uint64_t win, bytes, ops, lb, lo;
@@ -129,10 +130,12 @@ static void load(struct io_quota *q, struct qent *e)
 	size_t len = 0;
 	int custom;
 
+	bool found = false;
+
 	if (!q->store || key_of(e->id, key, sizeof(key)) < 0)
-		return;
+		return false;
 	if (dw_store_get(q->store, key, &val, &len) < 0)
-		return;
+		return false;
 	if (sscanf(val, "1 %" SCNu64 " %" SCNu64 " %" SCNu64 " %d %" SCNu64 " %" SCNu64, &win,
 		   &bytes, &ops, &custom, &lb, &lo) == 6) {
 		e->custom = custom != 0;
@@ -143,10 +146,12 @@ static void load(struct io_quota *q, struct qent *e)
 			e->used_bytes = e->res_bytes = bytes;
 			e->used_ops = e->res_ops = ops;
 		}
+		found = true;
 	} else {
 		dw_log(DW_LOG_WARN, "io", "quota_corrupt", "caller=%s", e->id);
 	}
 	dw_free(val);
+	return found;
 }
 
 static struct qent *find(struct io_quota *q, const char *id, bool create, int *err)
@@ -277,14 +282,28 @@ int dw__quota_get(struct io_quota *q, const char *caller, uint64_t *bytes, uint6
 	if (rc < 0)
 		return rc;
 	pthread_mutex_lock(&q->lock);
-	/* A caller seen only by an earlier process is in the store: load it. */
-	e = find(q, caller, q->store != NULL, &rc);
+	e = find(q, caller, false, &rc);
 	if (e) {
 		roll(q, e);
 		*bytes = e->used_bytes;
 		*ops = e->used_ops;
-	} else if (rc == 0) {
-		rc = DW_ENOTFOUND;
+	} else {
+		/*
+		 * A caller seen only by an earlier process is in the store: read it there, without
+		 * adding it to the table (a lookup of any name must not grow it).
+		 */
+		struct qent tmp;
+
+		memset(&tmp, 0, sizeof(tmp));
+		snprintf(tmp.id, sizeof(tmp.id), "%s", caller);
+		tmp.window = cur_window(q);
+		if (load(q, &tmp)) {
+			roll(q, &tmp);
+			*bytes = tmp.used_bytes;
+			*ops = tmp.used_ops;
+		} else {
+			rc = DW_ENOTFOUND;
+		}
 	}
 	pthread_mutex_unlock(&q->lock);
 	return rc;

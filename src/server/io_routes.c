@@ -20,8 +20,15 @@
  * on the manager (the data directory, the backup repository), so they appear for the devices
  * those live on ("paths" names them) and are left out for the others. Metrics this file does
  * not know are ignored, so a newer io module never breaks the endpoint.
+ *
+ * GET /v1/io/quotas/CALLER: {"caller": "etl", "bytes_used": N, "ops_used": N} in the current
+ *   window (404 if the caller has no quota of its own and has used none).
+ * PUT /v1/io/quotas/CALLER (admin token): {"bytes": N, "ops": N} per window, 0 = unlimited; the
+ *   caller's own quota from then on, kept in the node's store like its use. The body is read by
+ *   dw__parse_limits_json (the limits body's parser, fuzzed in fuzz_http_query.c).
  */
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -294,8 +301,127 @@ out:
 	dw_free(c.devs);
 }
 
-bool dw__io_route(struct dw__server *s, const char *method, const char *path, struct dw__reply *r)
+#define QUOTAS_PREFIX "/v1/io/quotas/"
+#define QUOTA_MAX     9.0e15 /* the io limits' bound for quota_bytes and quota_ops */
+
+static void quota_get(struct dw__server *s, const char *caller, struct dw__reply *r)
 {
+	uint64_t bytes = 0, ops = 0;
+	cJSON *doc;
+	int rc = dw_io_quota_get(s->io, caller, &bytes, &ops);
+
+	if (rc == DW_ENOTFOUND) {
+		dw__reply_error(r, 404, "not_found", "caller %s has no quota and no use", caller);
+		return;
+	}
+	if (rc < 0) {
+		dw__reply_error(r, rc == DW_EUSAGE ? 400 : 500,
+				rc == DW_EUSAGE ? "bad_request" : "internal", "caller %s: %s",
+				caller, dw_strerror(rc));
+		return;
+	}
+	doc = cJSON_CreateObject();
+	if (doc) {
+		cJSON_AddStringToObject(doc, "caller", caller);
+		cJSON_AddNumberToObject(doc, "bytes_used", (double)bytes);
+		cJSON_AddNumberToObject(doc, "ops_used", (double)ops);
+	}
+	dw__reply_json(r, 200, doc);
+}
+
+static void quota_put(struct dw__server *s, const char *caller, const char *body, size_t body_len,
+		      struct dw__reply *r)
+{
+	dw_limit_change *ch = NULL;
+	char *arena = NULL, err[512];
+	double v[2] = { -1, -1 }; /* bytes, ops */
+	size_t n = 0;
+	cJSON *doc;
+	int rc;
+
+	rc = dw__parse_limits_json(body, body ? body_len : 0, &ch, &n, &arena, err, sizeof(err));
+	if (rc < 0) {
+		if (rc == -ENOMEM)
+			dw__reply_error(r, 500, "internal", "out of memory");
+		else
+			dw__reply_error(r, 400, "bad_request", "%s", err);
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		int k = strcmp(ch[i].name, "bytes") == 0 ? 0
+			: strcmp(ch[i].name, "ops") == 0 ? 1
+							 : -1;
+
+		if (k < 0 || ch[i].str) {
+			dw__reply_error(r, 400, "bad_request",
+					"%s: a quota is {\"bytes\": N, \"ops\": N} (0 = unlimited)",
+					ch[i].name);
+			goto out;
+		}
+		if (!(ch[i].value >= 0 && ch[i].value <= QUOTA_MAX) ||
+		    ch[i].value != floor(ch[i].value)) {
+			dw__reply_error(r, 400, "bad_request",
+					"%s must be a whole number from 0 to 9e15, got %g",
+					ch[i].name, ch[i].value);
+			goto out;
+		}
+		v[k] = ch[i].value;
+	}
+	if (v[0] < 0 || v[1] < 0) {
+		dw__reply_error(r, 400, "bad_request",
+				"a quota needs both bytes and ops per window (0 = unlimited)");
+		goto out;
+	}
+	rc = dw_io_quota_set(s->io, caller, (uint64_t)v[0], (uint64_t)v[1]);
+	if (rc < 0) {
+		dw__reply_error(r, rc == DW_EUSAGE ? 400 : 500,
+				rc == DW_EUSAGE ? "bad_request" : "internal", "caller %s: %s",
+				caller, dw_strerror(rc));
+		goto out;
+	}
+	dw_log(DW_LOG_INFO, "serve", "io_quota", "caller=%s bytes=%.0f ops=%.0f", caller, v[0],
+	       v[1]);
+	doc = cJSON_CreateObject();
+	if (doc) {
+		cJSON_AddStringToObject(doc, "caller", caller);
+		cJSON_AddNumberToObject(doc, "bytes", v[0]);
+		cJSON_AddNumberToObject(doc, "ops", v[1]);
+	}
+	dw__reply_json(r, 200, doc);
+out:
+	dw_free(ch);
+	dw_free(arena);
+}
+
+static void route_quota(struct dw__server *s, const char *method, const char *caller,
+			const char *auth, const char *body, size_t body_len, struct dw__reply *r)
+{
+	if (strcmp(method, "PUT") == 0) {
+		if (!dw__authorized(s, auth, r)) {
+			dw_log(DW_LOG_WARN, "serve", "auth_failed", "path=" QUOTAS_PREFIX "...");
+			return;
+		}
+		quota_put(s, caller, body, body_len, r);
+	} else if (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0) {
+		quota_get(s, caller, r);
+	} else {
+		dw__reply_error(r, 405, "method_not_allowed",
+				"method %s is not allowed here (allowed: GET, HEAD, PUT)", method);
+		r->allow = "GET, HEAD, PUT";
+	}
+}
+
+bool dw__io_route(struct dw__server *s, const char *method, const char *path, const char *auth,
+		  const char *body, size_t body_len, struct dw__reply *r)
+{
+	if (strncmp(path, QUOTAS_PREFIX, strlen(QUOTAS_PREFIX)) == 0) {
+		if (!s->io)
+			dw__reply_not_configured(r, "io", "the I/O manager did not start");
+		else
+			route_quota(s, method, path + strlen(QUOTAS_PREFIX), auth, body, body_len,
+				    r);
+		return true;
+	}
 	if (strcmp(path, "/v1/io") != 0 && strcmp(path, "/v1/io/") != 0)
 		return false;
 	if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {

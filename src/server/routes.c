@@ -318,7 +318,7 @@ void dw__route(struct dw__server *s, const char *method, const char *path, const
 			return;
 		}
 	}
-	if (dw__io_route(s, method, path, r) ||
+	if (dw__io_route(s, method, path, auth, body, body_len, r) ||
 	    dw__backup_route(s, method, path, auth, body, body_len, r) ||
 	    dw__fabric_route(s, method, path, r))
 		return;

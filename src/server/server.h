@@ -6,7 +6,7 @@
  *   admin_token.c  the admin token file (created once, reused) and constant-time comparison
  *   http.c         libmicrohttpd glue: request bodies with a size cap, JSON errors, counters
  *   routes.c       the route table and the handlers; falls through to the routers below
- *   io_routes.c    GET /v1/io: every device's scheduler, per tier
+ *   io_routes.c    GET /v1/io: every device's scheduler, per tier; /v1/io/quotas/CALLER
  *   backup_routes.c  POST/GET /v1/backups, GET /v1/backups/jobs
  *   fabric_routes.c  the [fabric] node's thread, GET /v1/fabric/nodes and /v1/fabric/events
  *   metrics.c      rendering: Prometheus text exposition and the subsystems JSON document
@@ -126,7 +126,8 @@ void dw__reply_json(struct dw__reply *r, int status, struct cJSON *j);
  * Per-subsystem routers, tried in turn by dw__route before its 404. Each returns false if path is
  * not one of its own, else fills r and returns true.
  */
-bool dw__io_route(struct dw__server *s, const char *method, const char *path, struct dw__reply *r);
+bool dw__io_route(struct dw__server *s, const char *method, const char *path, const char *auth,
+		  const char *body, size_t body_len, struct dw__reply *r);
 bool dw__backup_route(struct dw__server *s, const char *method, const char *path, const char *auth,
 		      const char *body, size_t body_len, struct dw__reply *r);
 bool dw__fabric_route(struct dw__server *s, const char *method, const char *path,

@@ -56,24 +56,21 @@ def test_io_other_methods(server, method):
     assert "GET" in r.headers["Allow"]
 
 
-def test_io_counts_a_backup(dwscale_bin, start_server, tmp_path):
-    """Backup jobs run through the scheduler at Low priority: after one, the Low tier of the
-    device holding the repository has completed operations and bytes."""
+def backup_server(dwscale_bin, start_server, tmp_path, size):
+    """A daemon with [backup] on a new repository, and a source directory of one random file."""
     repo = tmp_path / "repo"
     r = run(dwscale_bin, "backup", "init", str(repo))
     assert r.returncode == 0, r.stderr
     src = tmp_path / "src"
     src.mkdir()
-    (src / "data.bin").write_bytes(os.urandom(2 << 20))
+    (src / "data.bin").write_bytes(os.urandom(size))
     cfg = tmp_path / "dw.conf"
     cfg.write_text(f"[backup]\nrepo = {repo}\n")
-    server = start_server(["--config", str(cfg)])
+    return start_server(["--config", str(cfg)]), src
 
-    def low(doc):
-        d = [d for d in doc["devices"] if "backup_repo" in d.get("paths", [])][0]
-        return d["tiers"]["low"]
 
-    before = low(server.get_json("/v1/io"))
+def backup_job(server, src):
+    """Queue a full backup of src through the daemon and wait (60 s at most) for its record."""
     r = server.request("POST", "/v1/backups",
                        body=json.dumps({"sources": [str(src)], "type": "full"}).encode(),
                        headers={"Authorization": f"Bearer {server.admin_token()}"})
@@ -85,7 +82,21 @@ def test_io_counts_a_backup(dwscale_bin, start_server, tmp_path):
         if jobs.get(job_id, {}).get("state") in ("done", "failed"):
             break
         time.sleep(0.1)
-    assert jobs[job_id]["state"] == "done", jobs[job_id]
+    return jobs[job_id]
+
+
+def test_io_counts_a_backup(dwscale_bin, start_server, tmp_path):
+    """Backup jobs run through the scheduler at Low priority: after one, the Low tier of the
+    device holding the repository has completed operations and bytes."""
+    server, src = backup_server(dwscale_bin, start_server, tmp_path, 2 << 20)
+
+    def low(doc):
+        d = [d for d in doc["devices"] if "backup_repo" in d.get("paths", [])][0]
+        return d["tiers"]["low"]
+
+    before = low(server.get_json("/v1/io"))
+    job = backup_job(server, src)
+    assert job["state"] == "done", job
     after = low(server.get_json("/v1/io"))
     assert after["completed"] > before["completed"]
     assert after["bytes"] >= before["bytes"] + (2 << 20)  # the source was read at least once
@@ -170,3 +181,42 @@ def test_io_config_errors(dwscale_bin, tmp_path, text, line, key, why):
     assert r.returncode == 2, r.stderr
     assert f"{cfg}:{line}: [io] {key}:" in r.stderr
     assert why in r.stderr
+
+
+def test_io_quota_per_caller(dwscale_bin, start_server, tmp_path):
+    """PUT /v1/io/quotas/CALLER sets one caller's quota live (admin token): backup I/O (caller
+    "backup") over a 64 KiB quota is refused and the job fails saying so, with the use admitted
+    no more than the quota plus one op; GET shows the use; bad requests get clear 4xx."""
+    server, src = backup_server(dwscale_bin, start_server, tmp_path, 4 << 20)
+    admin = {"Authorization": f"Bearer {server.admin_token()}"}
+    quota = json.dumps({"bytes": 65536, "ops": 0}).encode()
+
+    r = server.request("PUT", "/v1/io/quotas/backup", body=quota)
+    assert r.status == 401
+    r = server.request("PUT", "/v1/io/quotas/backup", body=quota, headers=admin)
+    assert r.status == 200, r.body
+    assert r.json() == {"caller": "backup", "bytes": 65536, "ops": 0}
+
+    job = backup_job(server, src)
+    assert job["state"] == "failed", job
+    assert "quota" in json.dumps(job).lower(), job
+    used = server.get_json("/v1/io/quotas/backup")
+    assert used["caller"] == "backup"
+    assert 0 < used["bytes_used"] <= 65536 + (1 << 20)  # quota + one op (reads of <= 1 MiB)
+
+    # lifting it lets the next job through
+    r = server.request("PUT", "/v1/io/quotas/backup",
+                       body=json.dumps({"bytes": 0, "ops": 0}).encode(), headers=admin)
+    assert r.status == 200, r.body
+
+    for body, why in ((b'{"bytes": 1}', "both"), (b'{"bytes": -1, "ops": 0}', "whole number"),
+                      (b'{"bytes": 1.5, "ops": 0}', "whole number"),
+                      (b'{"bytes": 1, "ops": 0, "x": 1}', "x:"), (b'nope', "JSON")):
+        r = server.request("PUT", "/v1/io/quotas/backup", body=body, headers=admin)
+        assert r.status == 400 and why in r.json()["message"], (body, r.body)
+    r = server.request("PUT", "/v1/io/quotas/no*such", body=quota, headers=admin)
+    assert r.status == 400, r.body
+    r = server.request("GET", "/v1/io/quotas/nobody")
+    assert r.status == 404 and r.json()["error"] == "not_found", r.body
+    r = server.request("DELETE", "/v1/io/quotas/backup", headers=admin)
+    assert r.status == 405 and "PUT" in r.headers["Allow"]

@@ -161,6 +161,9 @@ static void test_persist_clean_restart(void **state)
 	assert_int_equal(dw__quota_open(&fc.clock, st, HOUR, 10000, 0, &q), 0);
 	assert_int_equal(dw__quota_get(q, "a", &b, &o), 0);
 	assert_int_equal(b, 0);
+	/* a caller neither known nor stored is not found (and a lookup adds nothing) */
+	assert_int_equal(dw__quota_get(q, "never", &b, &o), DW_ENOTFOUND);
+	assert_int_equal(dw__quota_get(q, "never", &b, &o), DW_ENOTFOUND);
 	assert_int_equal(dw__quota_admit(q, "custom", 50), IO_QUOTA_OK);
 	assert_int_equal(dw__quota_admit(q, "custom", 1), IO_QUOTA_OVER);
 	dw__quota_close(q);
