@@ -120,7 +120,7 @@ for label, dargs, fjob in [
             else:
                 f.append(fio(fjob)["f"]["iops"])
     r = med(d) / med(f)
-    print(f"{label:34} {med(d):10.0f} {med(f):10.0f} {r:7.2f}  >= 0.95 {check(label, r >= 0.95)}")
+    print(f"{label:34} {med(d):10.0f} {med(f):10.0f} {r:7.3f}  >= 0.95 {check(label, r >= 0.95)}")
 
 print("\n-- isolation: High 4k QD1 randread vs Low 128k read flood offered at depth 32")
 hp, lo, mix_h, mix_l, fio_h, fio_l, fio_mix_h, fio_mix_l = [], [], [], [], [], [], [], []
@@ -165,10 +165,10 @@ print(f"{'fio mixed (ioprio)':24} {med(fio_mix_h):12.0f} {med(fio_mix_l):10.1f}"
 print("dwscale per round, High p99 mixed/alone: "
       + " ".join(f"{m / a:.2f}" for m, a in zip(mix_h, hp))
       + "; Low MiB/s mixed/alone: " + " ".join(f"{m / a:.2f}" for m, a in zip(mix_l, lo)))
-print(f"dwscale High p99 mixed/alone {rh:.2f}, median of the rounds' ratios "
+print(f"dwscale High p99 mixed/alone {rh:.3f}, median of the rounds' ratios "
       f"(ratio of the medians {med(mix_h) / med(hp):.2f}) (goal <= 3) "
       f"{check('isolation high', rh <= 3)}")
-print(f"dwscale Low MiB/s mixed/alone {rl:.2f}, median of the rounds' ratios "
+print(f"dwscale Low MiB/s mixed/alone {rl:.3f}, median of the rounds' ratios "
       f"(ratio of the medians {med(mix_l) / med(lo):.2f}) (goal >= 0.6) "
       f"{check('isolation low', rl >= 0.6)}")
 print(f"fio     High p99 mixed/alone {med(fio_mix_h) / med(fio_h):.2f}, "
