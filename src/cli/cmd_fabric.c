@@ -83,6 +83,34 @@ static int opt_error(int opt, char **argv)
 	return dw__usage_error("fabric", "unknown option %s", argv[optind - 1]);
 }
 
+/*
+ * The options agent and sim share (--topology, --mode, --interval, --missed): 0 if opt was one
+ * of them and is set, the usage error's exit code if its value is bad, -1 if it is not one.
+ */
+static int shared_opt(int opt, const char *arg, dw_fabric_topology *topology, dw_fabric_mode *mode,
+		      dw_fabric_limits *l)
+{
+	switch (opt) {
+	case 't':
+		if (dw_fabric_topology_parse(arg, topology) < 0)
+			return dw__usage_error("fabric", "--topology is star, mesh or federated");
+		return 0;
+	case 'm':
+		if (dw_fabric_mode_parse(arg, mode) < 0)
+			return dw__usage_error("fabric", "--mode is auto or recommend");
+		return 0;
+	case 'i':
+		if (parse_dur(arg, &l->interval_ns) < 0)
+			return dw__usage_error("fabric", "--interval takes a duration (15s)");
+		return 0;
+	case 'K':
+		if (parse_u32(arg, 1, 100, &l->missed) < 0)
+			return dw__usage_error("fabric", "--missed takes 1..100");
+		return 0;
+	}
+	return -1;
+}
+
 static int parse_prob(const char *s, double *out)
 {
 	char *end;
@@ -308,24 +336,6 @@ static int cmd_agent(int argc, char **argv)
 		case 'k':
 			key_file = optarg;
 			break;
-		case 't':
-			if (dw_fabric_topology_parse(optarg, &cfg.topology) < 0)
-				return dw__usage_error("fabric",
-						       "--topology is star, mesh or federated");
-			break;
-		case 'm':
-			if (dw_fabric_mode_parse(optarg, &cfg.mode) < 0)
-				return dw__usage_error("fabric", "--mode is auto or recommend");
-			break;
-		case 'i':
-			if (parse_dur(optarg, &cfg.limits.interval_ns) < 0)
-				return dw__usage_error("fabric",
-						       "--interval takes a duration (15s)");
-			break;
-		case 'K':
-			if (parse_u32(optarg, 1, 100, &cfg.limits.missed) < 0)
-				return dw__usage_error("fabric", "--missed takes 1..100");
-			break;
 		case 'n': {
 			char *end;
 
@@ -346,7 +356,9 @@ static int cmd_agent(int argc, char **argv)
 				return dw__usage_error("fabric", "--drop-rate takes 0 <= P < 1");
 			break;
 		default:
-			return opt_error(c, argv);
+			rc = shared_opt(c, optarg, &cfg.topology, &cfg.mode, &cfg.limits);
+			if (rc != 0)
+				return rc > 0 ? rc : opt_error(c, argv);
 		}
 	}
 	if (optind < argc) /* options only: a word left over is a value missing its --flag */
@@ -650,15 +662,6 @@ static int cmd_sim(int argc, char **argv)
 			if (parse_u32(optarg, 1, 1000000, &c.nodes) < 0)
 				return dw__usage_error("fabric", "--nodes takes 1..1000000");
 			break;
-		case 't':
-			if (dw_fabric_topology_parse(optarg, &c.topology) < 0)
-				return dw__usage_error("fabric",
-						       "--topology is star, mesh or federated");
-			break;
-		case 'm':
-			if (dw_fabric_mode_parse(optarg, &c.mode) < 0)
-				return dw__usage_error("fabric", "--mode is auto or recommend");
-			break;
 		case 's': {
 			uint32_t s;
 
@@ -667,15 +670,6 @@ static int cmd_sim(int argc, char **argv)
 			c.seconds = s;
 			break;
 		}
-		case 'i':
-			if (parse_dur(optarg, &c.limits.interval_ns) < 0)
-				return dw__usage_error("fabric",
-						       "--interval takes a duration (15s)");
-			break;
-		case 'K':
-			if (parse_u32(optarg, 1, 100, &c.limits.missed) < 0)
-				return dw__usage_error("fabric", "--missed takes 1..100");
-			break;
 		case 'l':
 			if (parse_prob(optarg, &c.loss) < 0)
 				return dw__usage_error("fabric", "--loss takes 0 <= P < 1");
@@ -719,7 +713,9 @@ static int cmd_sim(int argc, char **argv)
 			c.trace_events = true;
 			break;
 		default:
-			return opt_error(opt, argv);
+			rc = shared_opt(opt, optarg, &c.topology, &c.mode, &c.limits);
+			if (rc != 0)
+				return rc > 0 ? rc : opt_error(opt, argv);
 		}
 	}
 	if (optind < argc) /* options only: a word left over is a value missing its --flag */
