@@ -18,28 +18,18 @@
 
 #include "dwscale/config.h"
 #include "dwscale/core.h"
+#include "../test_tmpdir.h"
 
 static char tmpdir[512];
 
 static void make_tmpdir(void)
 {
-	const char *base = getenv("DW_TEST_TMPDIR");
-
-	if (base && *base) {
-		mkdir(base, 0700);
-		snprintf(tmpdir, sizeof(tmpdir), "%s/config.XXXXXX", base);
-	} else {
-		snprintf(tmpdir, sizeof(tmpdir), "/tmp/dw-config.XXXXXX");
-	}
-	assert_non_null(mkdtemp(tmpdir));
+	assert_int_equal(tt_mkdtemp("config", tmpdir, sizeof(tmpdir)), 0);
 }
 
 static void remove_tmpdir(void)
 {
-	char cmd[600];
-
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
-	assert_int_equal(system(cmd), 0);
+	assert_int_equal(tt_rm_rf(tmpdir), 0);
 }
 
 static void assert_contains(const char *s, const char *part)

@@ -20,6 +20,7 @@
 
 #include "core/b64_int.h"
 #include "dwscale/token.h"
+#include "../test_tmpdir.h"
 
 static const uint8_t secret_a[32] = "0123456789abcdef0123456789abcdef";
 static const uint8_t secret_b[32] = "fedcba9876543210fedcba9876543210";
@@ -33,15 +34,7 @@ static char tmpdir[512];
 
 static void make_tmpdir(void)
 {
-	const char *base = getenv("DW_TEST_TMPDIR");
-
-	if (base && *base) {
-		mkdir(base, 0700);
-		snprintf(tmpdir, sizeof(tmpdir), "%s/token.XXXXXX", base);
-	} else {
-		snprintf(tmpdir, sizeof(tmpdir), "/tmp/dw-token.XXXXXX");
-	}
-	assert_non_null(mkdtemp(tmpdir));
+	assert_int_equal(tt_mkdtemp("token", tmpdir, sizeof(tmpdir)), 0);
 }
 
 static void path_in(char *buf, size_t len, const char *name)
@@ -61,11 +54,7 @@ static void write_file(const char *path, const char *text, mode_t mode)
 
 static void remove_tmpdir(void)
 {
-	char cmd[600];
-
-	/* The directory holds only files this test made. */
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
-	assert_int_equal(system(cmd), 0);
+	assert_int_equal(tt_rm_rf(tmpdir), 0); /* it holds only files this test made */
 }
 
 static dw_token_keyring *mem_ring(const uint8_t *secret, uint32_t kid, const dw_clock *clock)

@@ -33,6 +33,7 @@
 
 #include "dwscale/io.h"
 #include "io/io_int.h"
+#include "../test_tmpdir.h"
 
 #if defined(__x86_64__)
 #define ARCH_NR AUDIT_ARCH_X86_64
@@ -296,29 +297,16 @@ static void test_taken_away_at_run_time(void **state)
 
 static int setup_dir(void **state)
 {
-	const char *base = getenv("DW_TEST_TMPDIR");
-	char tmpl[256];
-
 	(void)state;
-	if (base && *base) {
-		mkdir(base, 0700);
-		snprintf(tmpl, sizeof(tmpl), "%s/fallback-XXXXXX", base);
-	} else {
-		snprintf(tmpl, sizeof(tmpl), "/tmp/dwscale-fallback-XXXXXX");
-	}
-	if (!mkdtemp(tmpl))
+	if (tt_mkdtemp("fallback", tmpdir, sizeof(tmpdir)) < 0)
 		return -1;
-	snprintf(tmpdir, sizeof(tmpdir), "%s", tmpl);
 	return 0;
 }
 
 static int teardown_dir(void **state)
 {
-	char cmd[512];
-
 	(void)state;
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
-	return system(cmd) == 0 ? 0 : -1;
+	return tt_rm_rf(tmpdir);
 }
 
 int main(void)

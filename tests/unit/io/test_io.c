@@ -20,34 +20,22 @@
 
 #include "dwscale/io.h"
 #include "io/io_int.h"
+#include "../test_tmpdir.h"
 
 static char tmpdir[256];
 
 static int setup_dir(void **state)
 {
-	const char *base = getenv("DW_TEST_TMPDIR");
-	char tmpl[256];
-
 	(void)state;
-	if (base && *base) {
-		mkdir(base, 0700);
-		snprintf(tmpl, sizeof(tmpl), "%s/io-XXXXXX", base);
-	} else {
-		snprintf(tmpl, sizeof(tmpl), "/tmp/dwscale-io-XXXXXX");
-	}
-	if (!mkdtemp(tmpl))
+	if (tt_mkdtemp("io", tmpdir, sizeof(tmpdir)) < 0)
 		return -1;
-	snprintf(tmpdir, sizeof(tmpdir), "%s", tmpl);
 	return 0;
 }
 
 static int teardown_dir(void **state)
 {
-	char cmd[512];
-
 	(void)state;
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
-	return system(cmd) == 0 ? 0 : -1;
+	return tt_rm_rf(tmpdir);
 }
 
 static void path_of(char *buf, size_t cap, const char *name)

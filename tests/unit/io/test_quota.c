@@ -17,6 +17,7 @@
 
 #include "dwscale/store.h"
 #include "io/io_int.h"
+#include "../test_tmpdir.h"
 
 #define HOUR (3600 * DW_NS_PER_SEC)
 
@@ -25,19 +26,9 @@ static dw_fake_clock fc;
 
 static int setup(void **state)
 {
-	const char *base = getenv("DW_TEST_TMPDIR");
-	char tmpl[256];
-
 	(void)state;
-	if (base && *base) {
-		mkdir(base, 0700);
-		snprintf(tmpl, sizeof(tmpl), "%s/quota-XXXXXX", base);
-	} else {
-		snprintf(tmpl, sizeof(tmpl), "/tmp/dwscale-quota-XXXXXX");
-	}
-	if (!mkdtemp(tmpl))
+	if (tt_mkdtemp("quota", tmpdir, sizeof(tmpdir)) < 0)
 		return -1;
-	snprintf(tmpdir, sizeof(tmpdir), "%s", tmpl);
 	snprintf(dbpath, sizeof(dbpath), "%s/store.db", tmpdir);
 	/* wall time at 10:00:00 of some day: a window boundary */
 	dw_fake_clock_init(&fc, DW_NS_PER_SEC, 1700000000ULL / 3600 * 3600 * DW_NS_PER_SEC);
@@ -46,11 +37,8 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
-	char cmd[512];
-
 	(void)state;
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
-	return system(cmd) == 0 ? 0 : -1;
+	return tt_rm_rf(tmpdir);
 }
 
 static void test_window_edges(void **state)
