@@ -60,6 +60,7 @@
 #include <libpq-fe.h>
 #include <sqlite3.h>
 
+#include "bench_util.h"
 #include "dwscale/bbuf.h"
 #include "dwscale/db.h"
 
@@ -100,107 +101,11 @@ static char file_path[4096];
 
 /* ---- small helpers ---------------------------------------------------------------------- */
 
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static long vm_hwm_kib(void)
-{
-	char line[256];
-	long kib = -1;
-	FILE *f = fopen("/proc/self/status", "r");
-
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "VmHWM: %ld kB", &kib) == 1)
-			break;
-	fclose(f);
-	return kib;
-}
-
-static int write_all(int fd, const void *buf, size_t len)
-{
-	const unsigned char *p = buf;
-
-	while (len) {
-		ssize_t n = write(fd, p, len);
-
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-static double median(const double *v, int n)
-{
-	double *c;
-	double m;
-
-	if (n <= 0)
-		return 0;
-	c = dw_malloc((size_t)n * sizeof(*c));
-	if (!c)
-		return 0;
-	memcpy(c, v, (size_t)n * sizeof(*c));
-	qsort(c, (size_t)n, sizeof(*c), cmp_double);
-	m = n % 2 ? c[n / 2] : (c[n / 2 - 1] + c[n / 2]) / 2;
-	dw_free(c);
-	return m;
-}
-
 static const char *verdict(bool ok)
 {
 	if (!ok)
 		misses++;
 	return ok ? "PASS" : "MISS";
-}
-
-static int parse_size(const char *s, uint64_t *out)
-{
-	char *end;
-	unsigned long long v;
-
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno || end == s)
-		return -EINVAL;
-	switch (*end) {
-	case 'K':
-		v <<= 10;
-		end++;
-		break;
-	case 'M':
-		v <<= 20;
-		end++;
-		break;
-	case 'G':
-		v <<= 30;
-		end++;
-		break;
-	default:
-		break;
-	}
-	if (*end || v == 0)
-		return -EINVAL;
-	*out = v;
-	return 0;
 }
 
 static int set_msg(struct result *r, int rc, const char *what, const char *detail)
@@ -278,48 +183,6 @@ static int run_cmd(char *const argv[], bool quiet, double *secs, long *maxrss_ki
 	*secs = now_s() - t0;
 	*maxrss_kib = ru.ru_maxrss;
 	return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -ECHILD;
-}
-
-static int make_file(const char *path, uint64_t size)
-{
-	struct stat st;
-	uint64_t x = 0x243f6a8885a308d3ULL, done = 0;
-	size_t blk = 1u << 20;
-	uint64_t *buf;
-	int fd, rc = 0;
-
-	if (stat(path, &st) == 0 && (uint64_t)st.st_size == size)
-		return 0;
-	buf = dw_malloc(blk);
-	if (!buf)
-		return -ENOMEM;
-	fd = open(path, O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0644);
-	if (fd < 0) {
-		rc = -errno;
-		goto out;
-	}
-	while (done < size) {
-		size_t len = size - done < blk ? (size_t)(size - done) : blk;
-
-		for (size_t i = 0; i < blk / 8; i++) {
-			x ^= x << 13;
-			x ^= x >> 7;
-			x ^= x << 17;
-			buf[i] = x;
-		}
-		rc = write_all(fd, buf, len);
-		if (rc < 0)
-			goto out;
-		done += len;
-	}
-	if (close(fd) < 0)
-		rc = -errno;
-	fd = -1;
-out:
-	if (fd >= 0)
-		close(fd);
-	dw_free(buf);
-	return rc;
 }
 
 static int db_open(const char *uri, bool verify, size_t cache_entries, dw_token_keyring *kr,
@@ -1444,7 +1307,7 @@ int main(int argc, char **argv)
 	       (double)o.size / (1u << 30), o.threads, (double)o.conc_size / (1u << 30),
 	       (unsigned long long)o.objects, o.runs, o.pg_runs, dw_version(), sqlite3_libversion(),
 	       loadavg(), sysconf(_SC_NPROCESSORS_ONLN));
-	rc = make_file(file_path, o.size);
+	rc = make_file(file_path, o.size, 0644);
 	if (rc < 0) {
 		fprintf(stderr, "bench_db: creating %s: %s\n", file_path, dw_strerror(rc));
 		return 2;
