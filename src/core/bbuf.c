@@ -51,9 +51,9 @@
  *      part that stalls delays the chunks before it by 1 ms at most; the window is at least 4 *
  * floor_chunks (or the cap, at least 2 * floor_chunks), so the workers always can queue that many.
  * Measured with perf on a streamed get of bench/db.sh's 4 GiB SQLite object, 2 CPUs: waking
- * the consumer per part made a context switch every 170 KiB, and a worker writing into chunks the other worker
- * filled moved every cache line between CPUs; hence the batched wake and each worker taking
- * its own chunks first.
+ * the consumer per part made a context switch every 170 KiB, and a worker writing into chunks the
+ * other worker filled moved every cache line between CPUs; hence the batched wake and each worker
+ * taking its own chunks first.
  *
  * Threads and locking
  *   - The producer thread runs producer_main: source reads (without any lock) and get_chunk.

@@ -1047,7 +1047,7 @@ static void dev_limit_name(const struct io_dev *d, char *buf, size_t cap)
 {
 	size_t n = (size_t)snprintf(buf, cap, DEV_LIMIT_PREFIX "%s", d->probe.name);
 
-	for (size_t i = strlen(DEV_LIMIT_PREFIX); i < n && i < cap; i++) {
+	for (size_t i = strlen(DEV_LIMIT_PREFIX); i < n && i + 1 < cap; i++) {
 		char ch = buf[i];
 
 		if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_'))
